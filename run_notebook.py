@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""Run notebooks top to bottom in a real Jupyter kernel, and report where one fails.
+
+    python run_notebook.py                          # every numbered notebook in nbs/, in order
+    python run_notebook.py nbs/01_matmul.ipynb      # one (also `01_matmul.ipynb` or `01_matmul`)
+    python run_notebook.py 01_matmul --save         # write the fresh outputs back, cleaned
+    python run_notebook.py --timeout 300            # seconds a single cell may take (default 600)
+
+Each notebook runs with the notebooks folder as its working directory, in a kernel started from this
+Python (so the installed `exp` package is the one imported). A failing cell prints the notebook, the
+cell number, its first lines, and the error; the notebook file is left untouched and the exit code is 1.
+"""
+import sys
+import time
+from pathlib import Path
+
+from clean_nbs import clean_notebook, notebook_text, write_atomic
+from notebook2script import ExportError, project_paths, resolve_notebook, find_notebooks
+
+
+class NotebookFailed(Exception):
+    """A notebook cell raised, timed out, or killed the kernel."""
+
+
+def _kernel_manager():
+    """A kernel manager that starts ipykernel with this interpreter, whatever kernels are installed."""
+    from jupyter_client.kernelspec import KernelSpec
+    from jupyter_client.manager import KernelManager
+
+    class ThisPythonKernel(KernelManager):
+        @property
+        def kernel_spec(self):
+            # log level ERROR: ipykernel warns on every start that loopback TCP is unencrypted
+            argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--log-level=ERROR"]
+            return KernelSpec(argv=argv, display_name="Python 3", language="python")
+
+    return ThisPythonKernel()
+
+
+def _describe(nb_shown, index, cell, error):
+    """The failure message: notebook, cell number (1-based), the cell's first lines, the error."""
+    lines = cell.source.splitlines() if cell is not None else []
+    head = "\n".join("    " + line for line in lines[:4]) + ("\n    ..." if len(lines) > 4 else "")
+    return f"{nb_shown}, cell {index + 1} failed:\n{head}\n{error}"
+
+
+def run(path, save=False, timeout=600, shown=None):
+    """Execute one notebook in a fresh kernel; return seconds taken, or raise NotebookFailed."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    path = Path(path)
+    shown = shown or str(path)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as e:
+        raise NotebookFailed(f"{shown}: cannot read the notebook: {e}") from None
+    current = {"index": None, "cell": None}
+
+    def on_cell_start(cell, cell_index):
+        current.update(index=cell_index, cell=cell)
+
+    client = NotebookClient(nb, timeout=timeout, km=_kernel_manager(), on_cell_start=on_cell_start,
+                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        error = f"{e.ename}: {e.evalue}" if getattr(e, "ename", None) else str(e).strip().splitlines()[-1]
+        raise NotebookFailed(_describe(shown, current["index"], current["cell"], error)) from None
+    except CellTimeoutError:
+        raise NotebookFailed(_describe(shown, current["index"], current["cell"],
+                                       f"TimeoutError: the cell ran longer than {timeout} s")) from None
+    except DeadKernelError as e:
+        raise NotebookFailed(_describe(shown, current["index"], current["cell"],
+                                       f"the kernel died: {e}")) from None
+    except RuntimeError as e:  # the kernel did not start
+        raise NotebookFailed(f"{shown}: could not run a kernel: {e}") from None
+    seconds = time.perf_counter() - start
+    if save:
+        write_atomic(path, notebook_text(clean_notebook(nbformat.from_dict(nb))))
+    return seconds
+
+
+def main(*notebooks, save=False, timeout=600):
+    """Run the given notebooks (default: every numbered one, in order); `--save` keeps the outputs."""
+    try:
+        root, nbs_dir, _ = project_paths()
+        paths = [resolve_notebook(n, nbs_dir) for n in notebooks] or find_notebooks(nbs_dir)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    failed, total = [], 0.0
+    for path in paths:
+        shown = path.resolve().relative_to(root).as_posix() if path.resolve().is_relative_to(root) else str(path)
+        start = time.perf_counter()
+        try:
+            seconds = run(path, save=save, timeout=timeout, shown=shown)
+            print(f"ok      {seconds:7.1f} s  {shown}{'  (saved)' if save else ''}", flush=True)
+        except NotebookFailed as e:
+            seconds = time.perf_counter() - start
+            failed.append(shown)
+            print(f"FAILED  {seconds:7.1f} s  {shown}", flush=True)
+            print(str(e), file=sys.stderr, flush=True)
+        total += seconds
+    print(f"{len(paths) - len(failed)} of {len(paths)} notebook(s) ran cleanly in {total:.1f} s"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    import fire
+
+    fire.Fire(main)
