@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""How fast does notebook2script.py export? Synthetic projects of 3 and 100 notebooks, 10 export cells each.
+
+    python bench/export_speed.py
+    python bench/export_speed.py --nbdev /path/to/venv/bin/nbdev_export --course /path/to/course/notebook2script.py
+
+Each tool runs as a fresh process (as a person runs it), timed by wall clock, median of `--runs`, all in
+this one run so the ratios compare like with like. A full export starts from an empty package folder;
+`no-op` re-exports an up-to-date tree. Optional contenders: nbdev 2's `nbdev_export` (pass the executable;
+nbdev 2.4.14 needs `execnb<0.2 fastcore<2` in its own venv) and the course's notebook2script.py (pass
+its path; it needs fire). Both run with their own interpreter/`--python`.
+"""
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CELL = '''def synthetic_{i}_{j}(x, y=2):
+    "Synthetic function {j} of notebook {i}."
+    total = 0
+    for k in range(x):
+        total += k * y
+    return total
+
+class Synthetic{i}x{j}:
+    "Synthetic class."
+    def __init__(self, a): self.a = a
+    def __call__(self, b): return self.a + b'''
+NBDEV_SETTINGS = """[DEFAULT]
+repo = bench
+lib_name = bench
+lib_path = bench
+nbs_path = nbs
+doc_path = _docs
+version = 0.0.1
+user = bench
+author = bench
+author_email = bench@example.com
+copyright = bench
+description = bench
+keywords = bench
+language = English
+status = 3
+min_python = 3.9
+license = apache2
+branch = main
+black_formatting = False
+readme_nb = index.ipynb
+allowed_metadata_keys =
+allowed_cell_metadata_keys =
+jupyter_hooks = False
+clean_ids = True
+clear_all = False
+put_version_in_init = True
+custom_sidebar = False
+recursive = False
+"""
+
+
+def notebook(i, directive, default_exp=False):
+    """A notebook dict with 10 export cells, 10 markdown cells and 5 plain code cells."""
+    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+              "source": [f"#| default_exp nb_{i:02d}"]}] if default_exp else []
+    for j in range(10):
+        cells.append({"cell_type": "markdown", "metadata": {}, "source": [f"## Step {j}\n", "Some prose."]})
+        src = (directive + "\n" + CELL.format(i=i, j=j)).splitlines(keepends=True)
+        cells.append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src})
+        if j % 2:
+            cells.append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                          "source": [f"synthetic_{i}_{j}(3)"]})
+    return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def make_project(folder, n, directive, default_exp=False):
+    """Write `n` synthetic notebooks into `folder/nbs`."""
+    nbs = folder / "nbs"
+    nbs.mkdir(parents=True)
+    for i in range(n):
+        text = json.dumps(notebook(i, directive, default_exp), indent=1)
+        (nbs / f"{i:02d}_synthetic.ipynb").write_text(text, encoding="utf-8")
+    return nbs
+
+
+def median_time(cmd, cwd, runs, reset=None):
+    """Median wall time of `cmd` over `runs` runs (calling `reset()` before each), after one warm-up."""
+    times = []
+    for k in range(runs + 1):
+        if reset:
+            reset()
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if k:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def contenders(tmp, n, python, nbdev, course):
+    """`{name: (command, cwd, reset)}` for each tool, each with its own synthetic project of `n` notebooks."""
+    ours = tmp / f"ours{n}"
+    make_project(ours, n, "#export")
+    shutil.copy(ROOT / "notebook2script.py", ours)
+    (ours / "settings.ini").write_text("[DEFAULT]\nlib_path = exp\nnbs_path = nbs\n", encoding="utf-8")
+    result = {"ours": ([python, "notebook2script.py"], ours, lambda: shutil.rmtree(ours / "exp", True)),
+              "ours (no-op)": ([python, "notebook2script.py"], ours, None)}
+    if course:
+        folder = tmp / f"course{n}"
+        nbs = make_project(folder, n, "#export")
+
+        def reset_course():
+            shutil.rmtree(nbs / "exp", True)
+            (nbs / "exp").mkdir()
+        result["course script"] = ([python, str(Path(course).resolve()), "--allFiles=True"], nbs, reset_course)
+    if nbdev:
+        folder = tmp / f"nbdev{n}"
+        make_project(folder, n, "#| export", default_exp=True)
+        (folder / "settings.ini").write_text(NBDEV_SETTINGS, encoding="utf-8")
+        result["nbdev_export"] = ([str(Path(nbdev).resolve())], folder, lambda: shutil.rmtree(folder / "bench", True))
+    return result
+
+
+def in_process(n, tmp):
+    """Median seconds of the export itself, without interpreter start-up (imports notebook2script)."""
+    sys.path.insert(0, str(ROOT))
+    import notebook2script as n2s
+
+    folder = tmp / f"inproc{n}"
+    make_project(folder, n, "#export")
+    times = []
+    for _ in range(5):
+        shutil.rmtree(folder / "exp", True)
+        start = time.perf_counter()
+        n2s.export(root=folder, out=lambda line: None)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(runs=7, python=sys.executable, nbdev=None, course=None):
+    """Print export times for 3 and 100 notebooks and each contender's ratio to ours."""
+    print(f"python: {python}\nruns: {runs} (median; one warm-up run discarded)\n")
+    print(f"{'notebooks':>9}  {'tool':<14} {'seconds':>8}  {'ours is x faster':>16}")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for n in (3, 100):
+            tools = contenders(tmp, n, python, nbdev, course)
+            times = {name: median_time(cmd, cwd, runs, reset) for name, (cmd, cwd, reset) in tools.items()}
+            for name, seconds in times.items():
+                ratio = "" if name.startswith("ours") else f"{seconds / times['ours']:.2f}x"
+                print(f"{n:>9}  {name:<14} {seconds:8.3f}  {ratio:>16}")
+            print(f"{n:>9}  {'ours in-process':<14} {in_process(n, tmp):8.3f}  (export work alone, no start-up)")
+            start = time.perf_counter()
+            subprocess.run([python, "-c", "pass"], check=True)
+            print(f"{n:>9}  {'bare python':<14} {time.perf_counter() - start:8.3f}  (interpreter start-up, one run)")
+
+
+if __name__ == "__main__":
+    import fire
+
+    fire.Fire(main)
