@@ -31,6 +31,11 @@ def median_time(f, repeat=5, min_time=0.2):
     return statistics.median(timer.repeat(repeat, number)) / number
 
 
+def fmt_ratio(r):
+    "A ratio like `1,234x` or `2.5x`."
+    return f"{r:,.0f}x" if r >= 100 else f"{r:.1f}x"
+
+
 def fmt_time(s):
     "Seconds as a short human string."
     return f"{s:.2f} s" if s >= 1 else f"{s * 1e3:.1f} ms" if s >= 1e-3 else f"{s * 1e6:.2f} us"
@@ -61,8 +66,8 @@ def print_table(title, res, flops):
     (loops, loops_est), at = res['loops'], res['@'][0]
     for name, (secs, est) in res.items():
         mark, mark_sp = '~' if est else '', '~' if est or loops_est else ''
-        print(f"  {name:<12}{mark + fmt_time(secs):>12}{mark_sp + f'{loops / secs:,.0f}x':>13}"
-              f"{mark + f'{secs / at:,.1f}x':>16}{flops / secs / 1e9:>10.3g}")
+        print(f"  {name:<12}{mark + fmt_time(secs):>12}{mark_sp + fmt_ratio(loops / secs):>13}"
+              f"{mark + fmt_ratio(secs / at):>16}{flops / secs / 1e9:>10.3g}")
 
 
 def plot(results, out):
@@ -92,7 +97,7 @@ def plot(results, out):
 def main(threads=1, sizes=(64, 128, 256, 512), budget=10.0, out='bench/out/matmul.png'):
     "Measure the ladder on the lesson shape (5,784)@(784,10) and on square sizes; print tables, save a plot."
     torch.set_num_threads(threads)
-    sizes = [int(s) for s in (sizes.split(',') if isinstance(sizes, str) else sizes)]
+    sizes = [int(s) for s in (sizes.split(',') if isinstance(sizes, str) else sizes if isinstance(sizes, (list, tuple)) else [sizes])]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); medians; "
           f"'~' = estimated from n^3 growth (would take more than {budget} s)")
     last, results = {}, {}  # the lesson shape's times predict the first square size's
