@@ -268,6 +268,18 @@ def test_pickle_with_wrong_contents(tmp_path):
         nb_01.get_data(tmp_path)
 
 
+@pytest.mark.parametrize('payload, msg', [
+    (b'not a pickle at all', 'not a valid pickle'),
+    (pickle.dumps(((np.array([None] * 784, dtype=object)[None], np.zeros(1)),) * 2), 'numeric numpy arrays'),
+    (pickle.dumps(((np.zeros((2, 784)), np.zeros(2)),)), 'expected ((x_train'),
+], ids=['garbage', 'object-arrays', 'one-pair'])
+def test_pickle_bad_payloads(tmp_path, payload, msg):
+    (tmp_path / 'mnist.pkl.gz').write_bytes(gzip.compress(payload))
+    with pytest.raises(ValueError) as e:
+        nb_01.get_data(tmp_path)
+    assert 'mnist.pkl.gz' in str(e.value) and msg in str(e.value)
+
+
 def test_folder_without_data(tmp_path):
     with pytest.raises(FileNotFoundError, match=IMG):
         nb_01.get_data(tmp_path)
