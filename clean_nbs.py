@@ -79,8 +79,9 @@ def write_atomic(path, text):
 
 def clean_file(path, check=False):
     """Clean one notebook file in place (or, with `check`, only report); return True if it was clean."""
+    nb = read_json(path)  # first: it turns a missing or unreadable file into a NotebookError
     text = Path(path).read_text(encoding="utf-8")
-    cleaned = notebook_text(clean_notebook(read_json(path)))
+    cleaned = notebook_text(clean_notebook(nb))
     if cleaned == text:
         return True
     if not check:

@@ -150,14 +150,13 @@ def export_cells(nb, shown, warn):
                  "directive but is not one; write '#export' to export this cell")
         if kind != "export":
             continue
-        body = body.strip("\n")
-        try:
+        try:  # compiled before blank lines are stripped, so the line numbers match the cell's
             compile(body, f"{shown}, cell {n}", "exec", 0x400, True)  # 0x400: ast.PyCF_ONLY_AST
         except SyntaxError as e:
             line = (e.lineno or 0) + 1  # + 1 for the directive line removed above
             raise ExportError(f"{shown}, cell {n}, line {line}: export cell is not valid Python: "
                               f"{e.msg}") from None
-        cells.append((n, body))
+        cells.append((n, body.strip("\n")))
     return cells
 
 

@@ -25,9 +25,9 @@ class NotebookFailed(Exception):
 def _kernel_manager():
     """A kernel manager that starts ipykernel with this interpreter, whatever kernels are installed."""
     from jupyter_client.kernelspec import KernelSpec
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
 
-    class ThisPythonKernel(KernelManager):
+    class ThisPythonKernel(AsyncKernelManager):  # nbclient needs async: a blocking client ignores --timeout
         @property
         def kernel_spec(self):
             # log level ERROR: ipykernel warns on every start that loopback TCP is unencrypted
