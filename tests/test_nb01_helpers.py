@@ -96,3 +96,13 @@ def test_test_fail():
         nb_01.test_fail(lambda: None)
     with pytest.raises(ValueError):   # another kind of error is not swallowed
         nb_01.test_fail(boom, exc=TypeError)
+
+
+def test_every_def_has_a_one_line_docstring():
+    import inspect
+    defs = [obj for name, obj in vars(nb_01).items()
+            if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == nb_01.__name__]
+    assert len(defs) > 20
+    for obj in defs:
+        doc = obj.__doc__
+        assert doc and doc.strip() and '\n' not in doc.strip(), obj.__name__
