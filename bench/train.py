@@ -1,0 +1,129 @@
+"""Samples per second for one epoch of a 784-50-10 MLP: our training loop against PyTorch's and a bare one.
+
+    python bench/train.py                       # 50,000 synthetic rows, bs 64, one thread, 7 runs
+    python bench/train.py --threads 2 --bs 128 --runs 11 --valid_rows 0
+
+Each loop does the same work, one epoch: train on `rows` rows in batches of `bs` with SGD, then (as `fit`
+does) measure loss and accuracy on `valid_rows` rows in batches of 2*bs. Samples/s counts training rows
+per second of that epoch. The loops run in turn, `runs` times, after one warm-up round; the table gives
+medians and their ratios, all measured in this one process:
+
+- ours: `fit` with our `DataLoader`/`Sampler(shuffle=True)` and `Optimizer`, progress bar on (its console
+  output is captured, so the terminal's drawing speed is not measured), then off, then also unshuffled;
+- idiomatic PyTorch: `TensorDataset` + `torch.utils.data.DataLoader(shuffle=True)` + `optim.SGD`;
+- bare loops: slicing `x[i:i+bs]` directly (no shuffling, no objects: the floor), and indexing a
+  `randperm` (the same shuffling as ours, without our objects).
+"""
+import contextlib
+import io
+import statistics
+import time
+
+import fire
+import torch
+import torch.nn.functional as F
+import torch.utils.data as tud
+from torch import nn, optim
+
+from exp.nb_03 import DataLoader, Dataset, Optimizer, Sampler, accuracy, cross_entropy, fit
+
+
+def get_model(n_in, nh, n_out):
+    "The 784-nh-10 MLP of notebook 03."
+    return nn.Sequential(nn.Linear(n_in, nh), nn.ReLU(), nn.Linear(nh, n_out))
+
+
+def validate(model, loss_func, batches):
+    "Loss and accuracy over `batches`, weighted by batch size, as `fit` computes them."
+    model.eval()
+    tot, acc, n = 0., 0., 0
+    with torch.no_grad():
+        for xb, yb in batches:
+            out = model(xb)
+            tot += loss_func(out, yb).item() * len(yb)
+            acc += accuracy(out, yb).item() * len(yb)
+            n += len(yb)
+    return tot / max(n, 1), acc / max(n, 1)
+
+
+def ours(model, loss_func, data, bs, lr, progress=True, shuffle=True):
+    "`fit` for one epoch with our DataLoader, Sampler and Optimizer."
+    x, y, xv, yv = data
+    tds, vds = Dataset(x, y), Dataset(xv, yv)
+    train_dl = DataLoader(tds, Sampler(tds, bs, shuffle=shuffle))
+    valid_dl = DataLoader(vds, Sampler(vds, 2 * bs)) if len(xv) else None
+    fit(1, model, loss_func, Optimizer(model.parameters(), lr), train_dl, valid_dl, progress=progress)
+
+
+def idiomatic(model, loss_func, data, bs, lr):
+    "The usual PyTorch loop: TensorDataset, torch's DataLoader (shuffled), optim.SGD."
+    x, y, xv, yv = data
+    train_dl = tud.DataLoader(tud.TensorDataset(x, y), batch_size=bs, shuffle=True)
+    valid_dl = tud.DataLoader(tud.TensorDataset(xv, yv), batch_size=2 * bs)
+    opt = optim.SGD(model.parameters(), lr=lr)
+    model.train()
+    for xb, yb in train_dl:
+        loss = loss_func(model(xb), yb)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    if len(xv): validate(model, loss_func, valid_dl)
+
+
+def bare(model, loss_func, data, bs, lr, shuffle=False):
+    "No objects: slice the tensors (or index a randperm), update the parameters in place."
+    x, y, xv, yv = data
+    params = list(model.parameters())
+    idxs = torch.randperm(len(x)) if shuffle else None
+    model.train()
+    for i in range(0, len(x), bs):
+        if shuffle: xb, yb = x.index_select(0, idxs[i:i + bs]), y.index_select(0, idxs[i:i + bs])
+        else: xb, yb = x[i:i + bs], y[i:i + bs]
+        loss = loss_func(model(xb), yb)
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                p.sub_(p.grad, alpha=lr)
+                p.grad = None
+    if len(xv): validate(model, loss_func, ((xv[i:i + 2 * bs], yv[i:i + 2 * bs]) for i in range(0, len(xv), 2 * bs)))
+
+
+OURS, IDIOMATIC, BARE = 'ours: fit + DataLoader/Sampler/Optimizer', 'idiomatic: TensorDataset + DataLoader + SGD', 'bare loop slicing tensors'
+LOOPS = {OURS: ours,
+         'ours, progress=False': lambda *a: ours(*a, progress=False),
+         'ours, progress=False, shuffle=False': lambda *a: ours(*a, progress=False, shuffle=False),
+         IDIOMATIC: idiomatic,
+         BARE: bare,
+         'bare loop indexing a randperm': lambda *a: bare(*a, shuffle=True)}
+
+
+def main(rows=50_000, valid_rows=10_000, bs=64, nh=50, lr=0.1, runs=7, threads=1, loss='torch'):
+    "Print the median samples/s of one epoch for each loop, and their ratios, measured side by side."
+    torch.set_num_threads(threads)
+    loss_func = {'torch': F.cross_entropy, 'ours': cross_entropy}[loss]
+    print(f"threads: {torch.get_num_threads()} | torch {torch.__version__} | 784-{nh}-10, bs {bs}, lr {lr}, "
+          f"loss {loss} | {rows:,} training rows (+{valid_rows:,} validation) | {runs} runs after a warm-up")
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randn(rows, 784, generator=g), torch.randint(0, 10, (rows,), generator=g),
+            torch.randn(valid_rows, 784, generator=g), torch.randint(0, 10, (valid_rows,), generator=g))
+    times = {k: [] for k in LOOPS}
+    for r in range(runs + 1):   # round 0 warms up; the loops take turns so that noise hits them alike
+        for name, loop in LOOPS.items():
+            torch.manual_seed(r)
+            model = get_model(784, nh, 10)
+            with contextlib.redirect_stdout(io.StringIO()):
+                t0 = time.perf_counter()
+                loop(model, loss_func, data, bs, lr)
+                t = time.perf_counter() - t0
+            if r: times[name].append(t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\n{'loop':<46}{'median s':>9}{'samples/s':>11}{'vs idiomatic':>14}{'vs bare':>9}")
+    for k, t in med.items():
+        print(f"{k:<46}{t:>9.3f}{rows / t:>11,.0f}{med[IDIOMATIC] / t:>13.2f}x{med[BARE] / t:>8.2f}x")
+    print(f"\ntargets: ours >= 1.5x idiomatic: {med[IDIOMATIC] / med[OURS]:.2f}x; "
+          f"within 10% of the bare loop: {med[BARE] / med[OURS]:.2f}x")
+    return None
+
+
+if __name__ == '__main__':
+    fire.Fire(main)
