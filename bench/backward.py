@@ -12,7 +12,9 @@ Variants, each computing the loss and the gradients of x, w1, b1, w2, b2 (x too:
                  faster backward kernel (`threshold_backward`) than clamp_min's (a `where`)
   nn.Sequential  `nn.Linear(784, nh), nn.ReLU(), nn.Linear(nh, 1)` and `F.mse_loss`, then `loss.backward()`
 Gradients are released before every run (`.g = None`, `.grad = None`), so no run pays for the previous one.
-Timings are interleaved (one run of each variant per round) and reported as medians; ratios are to autograd.
+Timings are interleaved (one run of each variant per round, the order rotating) and reported as medians,
+with the fastest run beside them (on a busy machine the minimum is the steadier estimate of the cost);
+ratios are to autograd.
 
 Peak memory: each variant runs once in a fresh subprocess, which resets its peak resident set to the current
 one just before the forward pass (`/proc/self/clear_refs`) and reads the peak (`VmHWM`) after the backward:
@@ -107,14 +109,19 @@ def outer_lin_grad(inp, out, w, b):
     b.g = out.g.sum(0)
 
 
-def medians(fns, reps):
-    "Median seconds of each function in `fns` (a dict), timed in interleaved rounds after one warm-up each."
+def timings(fns, reps):
+    "Seconds of each run of each function in `fns` (a dict), timed in interleaved rounds after one warm-up each."
     for f in fns.values(): f()
     ts, names = {k: [] for k in fns}, list(fns)
     for r in range(reps):
         for k in names[r % len(names):] + names[:r % len(names)]:   # rotate the order: no variant always goes first
             t0 = time.perf_counter(); fns[k](); ts[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in ts.items()}
+    return ts
+
+
+def medians(fns, reps):
+    "Median seconds of each function in `fns` over `reps` interleaved rounds."
+    return {k: statistics.median(v) for k, v in timings(fns, reps).items()}
 
 
 def peak_mb(variant, n, nh, threads):
@@ -161,12 +168,15 @@ def main(n=50_000, nh=50, reps=11, threads=1, memory=True, outer_rows=2_000, mem
     steps = {v: make_step(v, x, y, params) for v in VARIANTS}
     losses = {v: f().item() for v, f in steps.items()}
     assert all(math.isclose(l, losses['autograd'], rel_tol=1e-4) for l in losses.values()), losses
-    t = medians(steps, reps)
+    runs = timings(steps, reps)
+    t, fastest = {k: statistics.median(v) for k, v in runs.items()}, {k: min(v) for k, v in runs.items()}
     mem = {v: peak_mb(v, n, nh, threads) for v in VARIANTS} if memory else {}
     ref = t['autograd']
-    print(f"\n{'variant':20s} {'median ms':>10s} {'vs autograd':>12s}" + (f" {'peak MB':>9s}" if memory else ''))
+    print(f"\n{'variant':20s} {'median ms':>10s} {'vs autograd':>12s} {'min ms':>8s} {'vs autograd':>12s}"
+          + (f" {'peak MB':>9s}" if memory else ''))
     for v in VARIANTS:
-        print(f"{v:20s} {1000 * t[v]:10.1f} {t[v] / ref:11.2f}x" + (f" {mem[v]:9.0f}" if memory else ''))
+        print(f"{v:20s} {1000 * t[v]:10.1f} {t[v] / ref:11.2f}x {1000 * fastest[v]:8.1f} "
+              f"{fastest[v] / fastest['autograd']:11.2f}x" + (f" {mem[v]:9.0f}" if memory else ''))
     if memory: print(f"(x itself is {x.numel() * 4 / 2**20:.0f} MB and is not counted: peak MB is the growth during the pass)")
 
     inp, g = torch.randn(n, nh), torch.randn(n, nh)
