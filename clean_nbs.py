@@ -10,16 +10,13 @@ per-cell metadata except `tags`, and notebook metadata reduced to the kernel and
 written the way Jupyter writes it (nbformat, one-space indent, sorted keys), so cleaning is idempotent.
 Exit codes: 0 done or clean, 1 `--check` found unclean notebooks, 2 bad input.
 """
-import json
 import sys
 from pathlib import Path
 
+from notebook2script import ExportError, project_paths, read_notebook, run_cli, write_atomic
+
 KEEP_CELL_METADATA = ("tags",)
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
-
-
-class NotebookError(Exception):
-    """A notebook that cannot be read or parsed."""
 
 
 def clean_notebook(nb):
@@ -46,40 +43,9 @@ def notebook_text(nb):
     return nbformat.writes(nbformat.from_dict(nb)) + "\n"
 
 
-def read_json(path):
-    """A notebook file's JSON as a dict, or NotebookError naming the file and the problem."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise NotebookError(f"{path}: cannot read it: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise NotebookError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    try:
-        nb = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise NotebookError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        raise NotebookError(f"{path}: valid JSON but not a Jupyter notebook (no 'cells' list)")
-    return nb
-
-
-def write_atomic(path, text):
-    """Replace `path` with `text` through a temporary file and a rename: never a half-written notebook."""
-    import os
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(text.encode("utf-8"))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def clean_file(path, check=False):
     """Clean one notebook file in place (or, with `check`, only report); return True if it was clean."""
-    nb = read_json(path)  # first: it turns a missing or unreadable file into a NotebookError
+    nb = read_notebook(Path(path), str(path))  # first: a missing or unreadable file is an ExportError
     text = Path(path).read_text(encoding="utf-8")
     cleaned = notebook_text(clean_notebook(nb))
     if cleaned == text:
@@ -89,25 +55,15 @@ def clean_file(path, check=False):
     return False
 
 
-def notebooks_folder():
-    """The notebooks folder named by `settings.ini` beside this file (default `nbs`)."""
-    from configparser import ConfigParser
-
-    root = Path(__file__).resolve().parent
-    cfg = ConfigParser()
-    cfg.read(root / "settings.ini", encoding="utf-8")
-    return root / cfg.get("DEFAULT", "nbs_path", fallback="nbs")
-
-
 def main(*notebooks, check=False):
     """Clean the given notebooks (default: all in the notebooks folder); `--check` only reports."""
-    paths = [Path(p) for p in notebooks] or sorted(notebooks_folder().glob("*.ipynb"))
+    paths = [Path(p) for p in notebooks] or sorted(project_paths()[1].glob("*.ipynb"))
     unclean, errors = [], []
     for p in paths:
         try:
             if not clean_file(p, check=check):
                 unclean.append(p)
-        except NotebookError as e:
+        except ExportError as e:
             errors.append(str(e))
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
@@ -123,6 +79,4 @@ def main(*notebooks, check=False):
 
 
 if __name__ == "__main__":
-    import fire
-
-    fire.Fire(main)
+    run_cli(main, sys.argv[1:], flags=("check",))

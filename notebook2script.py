@@ -327,7 +327,8 @@ def export(*notebooks, up_to=None, check_only=False, force=False, root=None, out
     for nb_path, mod, text, n_cells in jobs:
         shown, mshown = _rel(nb_path, root), _rel(mod, root)
         if text is None:
-            out(f"{shown}: no export cells, no module written")
+            leftover = f" ({mshown} from an earlier export remains: delete it if unused)" if mod.exists() else ""
+            out(f"{shown}: no export cells, no module written{leftover}")
         elif mod.exists() and mod.read_bytes() == text.encode("utf-8"):
             out(f"{shown} -> {mshown} unchanged")
         else:
@@ -346,34 +347,46 @@ def cli(*notebooks, up_to=None, check=False, force=False):
     sys.exit(code)
 
 
-def _fast_args(argv):
-    """Parse the common argument forms without importing fire (which costs ~0.1 s); None if unsure."""
-    args, kwargs, i = [], {}, 0
-    while i < len(argv):
-        a = argv[i]
-        key = a[2:].replace("-", "_").split("=")[0]
-        if a in ("--check", "--force"):
-            kwargs[a[2:]] = True
-        elif key == "up_to" and a.startswith("--"):
-            if "=" in a:
-                kwargs["up_to"] = a.split("=", 1)[1]
-            elif i + 1 < len(argv):
-                kwargs["up_to"], i = argv[i + 1], i + 1
-            else:
-                return None
-        elif a.startswith("-"):
+def parse_args(argv, flags=(), options=()):
+    """Split `argv` into positional arguments and `--flag` / `--option value` keywords; None for --help.
+
+    python-fire is imported only for --help (it costs ~0.1 s of start-up), and flags are parsed here so
+    that `--check PATH` means PATH checked, and a mistyped `--chek` is an error before anything runs."""
+    args, kwargs, rest = [], {}, iter(argv)
+    for arg in rest:
+        if arg in ("-h", "--help"):
             return None
+        if not arg.startswith("-"):
+            args.append(arg)
+            continue
+        key, eq, value = arg.lstrip("-").replace("-", "_").partition("=")
+        if key in flags:
+            kwargs[key] = value.lower() in ("", "1", "true", "yes")
+        elif key in options:
+            value = value if eq else next(rest, None)
+            if value is None:
+                raise ExportError(f"{arg} needs a value")
+            kwargs[key] = value
         else:
-            args.append(a)
-        i += 1
+            known = ", ".join("--" + k for k in (*flags, *options))
+            raise ExportError(f"unknown option {arg} (options: {known}, --help)")
     return args, kwargs
 
 
-if __name__ == "__main__":
-    parsed = _fast_args(sys.argv[1:])
-    if parsed is None:  # --help and anything unusual: let python-fire handle it
+def run_cli(main, argv, flags=(), options=()):
+    """Call `main(*args, **kwargs)` from the command line, or python-fire's help for --help."""
+    try:
+        parsed = parse_args(argv, flags, options)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if parsed is None:
         import fire
 
-        fire.Fire(cli)
+        fire.Fire(main)
     else:
-        cli(*parsed[0], **parsed[1])
+        main(*parsed[0], **parsed[1])
+
+
+if __name__ == "__main__":
+    run_cli(cli, sys.argv[1:], flags=("check", "force"), options=("up_to",))

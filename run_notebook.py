@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from clean_nbs import clean_notebook, notebook_text, write_atomic
-from notebook2script import ExportError, project_paths, resolve_notebook, find_notebooks
+from notebook2script import ExportError, find_notebooks, project_paths, resolve_notebook, run_cli
 
 
 class NotebookFailed(Exception):
@@ -71,7 +71,7 @@ def run(path, save=False, timeout=600, shown=None):
         raise NotebookFailed(_describe(shown, current["index"], current["cell"], error)) from None
     except CellTimeoutError:
         raise NotebookFailed(_describe(shown, current["index"], current["cell"],
-                                       f"TimeoutError: the cell ran longer than {timeout} s")) from None
+                                       f"TimeoutError: the cell ran longer than {timeout:g} s")) from None
     except DeadKernelError as e:
         raise NotebookFailed(_describe(shown, current["index"], current["cell"],
                                        f"the kernel died: {e}")) from None
@@ -88,6 +88,10 @@ def main(*notebooks, save=False, timeout=600):
     try:
         root, nbs_dir, _ = project_paths()
         paths = [resolve_notebook(n, nbs_dir) for n in notebooks] or find_notebooks(nbs_dir)
+        timeout = float(timeout)
+    except ValueError:
+        print(f"error: --timeout takes a number of seconds, not {timeout!r}", file=sys.stderr)
+        sys.exit(2)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -110,6 +114,4 @@ def main(*notebooks, save=False, timeout=600):
 
 
 if __name__ == "__main__":
-    import fire
-
-    fire.Fire(main)
+    run_cli(main, sys.argv[1:], flags=("save",), options=("timeout",))

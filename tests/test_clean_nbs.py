@@ -178,8 +178,6 @@ def test_a_bad_notebook_does_not_stop_the_others(tmp_path, dirty):
     assert json.loads(dirty.read_text(encoding="utf-8"))["metadata"]["language_info"] == {"name": "python"}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: python-fire reads `--check PATH` as check=PATH, so the "
-                   "notebooks folder is checked instead of PATH (run_notebook.py `--save PATH` alike)")
 def test_check_before_the_path_checks_that_path(dirty):
     res = clean_cli("--check", dirty)
     assert res.returncode == 1 and f"unclean: {dirty}" in res.stdout

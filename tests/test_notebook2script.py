@@ -451,8 +451,6 @@ def test_unreadable_settings_is_a_clear_error(project):
     assert_clean_error(project.cli(), "settings.ini")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: python-fire ignores an unknown flag after cli() has run, "
-                   "so a typo like --chek does a real export and exits 0")
 def test_an_unknown_flag_is_refused_before_anything_is_written(project):
     project.nb("01_x", ["#export\nx = 1\n"])
     res = project.cli("--chek")
