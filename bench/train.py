@@ -6,7 +6,8 @@
 
 Each loop does the same work, one epoch: train on `rows` rows in batches of `bs` with SGD, then (as `fit`
 does) measure loss and accuracy on `valid_rows` rows in batches of 2*bs. Samples/s counts training rows
-per second of that epoch. The loops run in turn, `runs` times, after one warm-up round; the table gives
+per second of that epoch. The loops take turns (in a new random order each round), `runs` rounds after a
+warm-up round; the table gives
 medians and their ratios, all measured in this one process:
 
 - ours: `fit` with our `DataLoader`/`Sampler(shuffle=True)` and `Optimizer`, progress bar on (its console
@@ -17,6 +18,7 @@ medians and their ratios, all measured in this one process:
 """
 import contextlib
 import io
+import random
 import statistics
 import time
 
@@ -108,9 +110,11 @@ def main(rows=50_000, valid_rows=10_000, bs=64, nh=50, lr=0.1, runs=9, threads=1
     g = torch.Generator().manual_seed(0)
     data = (torch.randn(rows, 784, generator=g), torch.randint(0, 10, (rows,), generator=g),
             torch.randn(valid_rows, 784, generator=g), torch.randint(0, 10, (valid_rows,), generator=g))
-    times = {k: [] for k in LOOPS}
-    for r in range(runs + 1):   # round 0 warms up; the loops take turns so that noise hits them alike
-        for name, loop in LOOPS.items():
+    times, order = {k: [] for k in LOOPS}, list(LOOPS)
+    for r in range(runs + 1):   # round 0 warms up; the loops take turns, in a new order each round, so noise hits them alike
+        random.Random(r).shuffle(order)
+        for name in order:
+            loop = LOOPS[name]
             torch.manual_seed(r)
             model = get_model(784, nh, 10)
             with contextlib.redirect_stdout(io.StringIO()):
