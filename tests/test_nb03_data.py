@@ -43,6 +43,12 @@ def test_bad_batch_size(bs):
         nb_03.Sampler(small_ds(5), bs)
 
 
+def test_numpy_batch_size_is_accepted():
+    np = pytest.importorskip('numpy')
+    s = nb_03.Sampler(small_ds(10), np.int64(4))
+    assert s.bs == 4 and type(s.bs) is int and len(s) == 3
+
+
 def test_dataset_indexing_and_errors():
     ds = small_ds(10)
     assert len(ds) == 10
