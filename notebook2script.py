@@ -30,7 +30,7 @@ class ExportError(Exception):
 
 def project_paths(root=None):
     """Return `(root, nbs_dir, lib_dir)` read from `settings.ini` in `root` (default: this file's folder)."""
-    root = Path(root or Path(__file__).resolve().parent)
+    root = Path(root or Path(__file__).parent).resolve()
     nbs, lib = "nbs", "exp"
     ini = root / "settings.ini"
     if ini.exists():
@@ -43,7 +43,7 @@ def project_paths(root=None):
             raise ExportError(f"{ini}: cannot read it as a settings file: {e}") from None
         nbs = cfg.get("DEFAULT", "nbs_path", fallback=nbs)
         lib = cfg.get("DEFAULT", "lib_path", fallback=lib)
-    return root, root / nbs, root / lib
+    return root, (root / nbs).resolve(), (root / lib).resolve()
 
 
 def module_name(nb_path):
@@ -136,8 +136,11 @@ def read_notebook(path, shown):
     return nb
 
 
-def export_cells(nb, shown, warn):
-    """`[(cell_number, code)]` of the export cells, with their directive line removed and checked to parse."""
+def export_cells(nb, shown, warn, checked=frozenset()):
+    """`[(cell_number, code)]` of the export cells, directive line removed, each checked to parse.
+
+    Code in `checked` (the blocks of the module this script last wrote) parsed then, so it is not parsed
+    again: compiling is most of an export's work, and a typical re-export changes a cell or two."""
     cells = []
     for n, cell in enumerate(nb["cells"], 1):
         if cell["cell_type"] != "code":
@@ -150,13 +153,15 @@ def export_cells(nb, shown, warn):
                  "directive but is not one; write '#export' to export this cell")
         if kind != "export":
             continue
-        try:  # compiled before blank lines are stripped, so the line numbers match the cell's
-            compile(body, f"{shown}, cell {n}", "exec", 0x400, True)  # 0x400: ast.PyCF_ONLY_AST
-        except SyntaxError as e:
-            line = (e.lineno or 0) + 1  # + 1 for the directive line removed above
-            raise ExportError(f"{shown}, cell {n}, line {line}: export cell is not valid Python: "
-                              f"{e.msg}") from None
-        cells.append((n, body.strip("\n")))
+        code = body.strip("\n")
+        if code.rstrip() not in checked:
+            try:  # the body, not `code`: with its leading blank lines the line numbers match the cell's
+                compile(body, f"{shown}, cell {n}", "exec", 0x400, True)  # 0x400: ast.PyCF_ONLY_AST
+            except SyntaxError as e:
+                line = (e.lineno or 0) + 1  # + 1 for the directive line removed above
+                raise ExportError(f"{shown}, cell {n}, line {line}: export cell is not valid Python: "
+                                  f"{e.msg}") from None
+        cells.append((n, code))
     return cells
 
 
@@ -180,6 +185,14 @@ def hand_edited(text):
         return True
     match = re.fullmatch(r"# checksum: ([0-9a-f]{16}) .*", lines[1])
     return not match or match.group(1) != _digest(lines[3])
+
+
+def module_blocks(text):
+    """The code blocks of a module this script wrote, intact (empty if it was edited by hand)."""
+    if text is None or hand_edited(text):
+        return frozenset()
+    return frozenset(block.partition("\n")[2].rstrip()
+                     for block in re.split(r"\n\n(?=# ---- .*, cell \d+ ----\n)", text.split("\n", 3)[3]))
 
 
 def short_diff(old, new, name, limit=20):
@@ -207,8 +220,9 @@ def write_atomic(path, text):
 
 
 def _rel(path, root):
+    """`path` relative to the (resolved) project root, with forward slashes, for messages."""
     try:
-        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+        return Path(path).relative_to(root).as_posix()
     except ValueError:
         return Path(path).as_posix()
 
@@ -217,7 +231,7 @@ def select_notebooks(notebooks, up_to, nbs_dir):
     """The notebooks to export: the named ones, those up to a prefix, or all of them."""
     if notebooks:
         return [resolve_notebook(a, nbs_dir) for a in notebooks]
-    every = [p.resolve() for p in find_notebooks(nbs_dir)]
+    every = find_notebooks(nbs_dir)
     if up_to is None:
         return every
     up_to = str(up_to).zfill(2) if isinstance(up_to, int) else str(up_to)
@@ -229,10 +243,10 @@ def select_notebooks(notebooks, up_to, nbs_dir):
 
 
 def plan(notebooks, nbs_dir, lib_dir, root, warn):
-    """Read and check every selected notebook; return `[(notebook, module_path, text, n_cells)]`."""
+    """Read and check every selected notebook; return `[(notebook, module, text, n_cells, old_text)]`."""
     by_module = {}
     for p in find_notebooks(nbs_dir) if nbs_dir.is_dir() else []:
-        by_module.setdefault(module_name(p), []).append(p.resolve())
+        by_module.setdefault(module_name(p), []).append(p)
     problems, jobs = [], []
     for nb_path in notebooks:
         shown = _rel(nb_path, root)
@@ -243,13 +257,18 @@ def plan(notebooks, nbs_dir, lib_dir, root, warn):
             problems.append(f"{shown} and {others} would both write {_rel(lib_dir, root)}/{name}.py; "
                             "rename one so that each prefix is used once")
             continue
+        mod = lib_dir / f"{name}.py"
         try:
-            cells = export_cells(read_notebook(nb_path, shown), shown, warn)
+            old = mod.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            old = None
+        try:
+            cells = export_cells(read_notebook(nb_path, shown), shown, warn, module_blocks(old))
         except ExportError as e:
             problems.append(str(e))
             continue
         text = module_text(shown, cells) if cells else None
-        jobs.append((nb_path, lib_dir / f"{name}.py", text, len(cells)))
+        jobs.append((nb_path, mod, text, len(cells), old))
     if problems:
         raise ExportError("\n".join(problems))
     return jobs
@@ -269,9 +288,8 @@ def generated_modules(lib_dir):
 def check(jobs, lib_dir, root, every, out):
     """Compare each module with what an export would write; return the number of problems."""
     problems = 0
-    for nb_path, mod, text, _ in jobs:
+    for nb_path, mod, text, _, old in jobs:
         shown, mshown = _rel(nb_path, root), _rel(mod, root)
-        old = mod.read_text(encoding="utf-8") if mod.exists() else None
         if text is None:
             if old is not None and not hand_edited(old):
                 out(f"orphaned: {mshown} exists but {shown} has no export cells")
@@ -286,7 +304,7 @@ def check(jobs, lib_dir, root, every, out):
         out(f"missing: {_rel(lib_dir / '__init__.py', root)}")
         problems += 1
     if every:
-        expected = {mod for _, mod, text, _ in jobs if text}
+        expected = {mod for _, mod, text, _, _ in jobs if text}
         for mod, src in generated_modules(lib_dir).items():
             if mod not in expected and not (root / src).exists():
                 out(f"orphaned: {_rel(mod, root)} was generated from {src}, which no longer exists")
@@ -308,11 +326,8 @@ def export(*notebooks, up_to=None, check_only=False, force=False, root=None, out
             else f"{_rel(lib_dir, root)}/ matches the notebooks ({len(jobs)} checked)")
         return 1 if problems else 0
     refused = []
-    for nb_path, mod, text, _ in jobs:
-        if text is None or not mod.exists():
-            continue
-        old = mod.read_text(encoding="utf-8", errors="replace")
-        if old != text and hand_edited(old) and not force:
+    for nb_path, mod, text, _, old in jobs:
+        if text is not None and old is not None and old != text and hand_edited(old) and not force:
             refused.append(
                 f"{_rel(mod, root)} was edited by hand since it was generated, so it was not overwritten.\n"
                 f"  Carry the edit into {_rel(nb_path, root)} (each block of the module names its cell), "
@@ -324,12 +339,12 @@ def export(*notebooks, up_to=None, check_only=False, force=False, root=None, out
     init = lib_dir / "__init__.py"
     if not init.exists():
         write_atomic(init, INIT_TEXT)
-    for nb_path, mod, text, n_cells in jobs:
+    for nb_path, mod, text, n_cells, old in jobs:
         shown, mshown = _rel(nb_path, root), _rel(mod, root)
         if text is None:
-            leftover = f" ({mshown} from an earlier export remains: delete it if unused)" if mod.exists() else ""
+            leftover = f" ({mshown} from an earlier export remains: delete it if unused)" if old else ""
             out(f"{shown}: no export cells, no module written{leftover}")
-        elif mod.exists() and mod.read_bytes() == text.encode("utf-8"):
+        elif old == text:
             out(f"{shown} -> {mshown} unchanged")
         else:
             write_atomic(mod, text)

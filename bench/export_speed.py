@@ -4,13 +4,17 @@
     python bench/export_speed.py
     python bench/export_speed.py --nbdev /path/to/venv/bin/nbdev_export --course /path/to/course/notebook2script.py
 
-Each tool runs as a fresh process (as a person runs it), timed by wall clock, median of `--runs`, all in
-this one run so the ratios compare like with like. A full export starts from an empty package folder;
-`no-op` re-exports an up-to-date tree. Optional contenders: nbdev 2's `nbdev_export` (pass the executable;
-nbdev 2.4.14 needs `execnb<0.2 fastcore<2` in its own venv) and the course's notebook2script.py (pass
-its path; it needs fire). Both run with their own interpreter/`--python`.
+Each tool runs as a fresh process (as a person runs it), timed by wall clock. Every round runs each
+tool once in a shuffled order, and medians over `--runs` rounds are compared, so all the ratios come from
+one run on one machine state. Ours is timed three ways: a first export into an empty package folder (it
+parses every export cell, to report a syntax error by notebook, cell and line before writing anything),
+a re-export after one cell changed (only changed cells are parsed again), and a re-export with nothing
+changed. Optional contenders, which rewrite everything every time: nbdev 2's `nbdev_export` (pass the
+executable; nbdev 2.4.14 needs `execnb<0.2 fastcore<2` in its own venv) and the course's
+notebook2script.py (pass its path; it needs fire in `--python`'s environment).
 """
 import json
+import random
 import shutil
 import statistics
 import subprocess
@@ -86,30 +90,51 @@ def make_project(folder, n, directive, default_exp=False):
     return nbs
 
 
-def median_time(cmd, cwd, runs, reset=None):
-    """Median wall time of `cmd` over `runs` runs (calling `reset()` before each), after one warm-up."""
-    times = []
-    for k in range(runs + 1):
-        if reset:
-            reset()
-        start = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if k:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def timed_rounds(tools, runs):
+    """`{name: median seconds}`: each round runs every tool once, in a shuffled order, after its reset."""
+    times = {name: [] for name in tools}
+    order = list(tools)
+    for k in range(runs + 1):  # round 0 warms the file cache and is discarded
+        random.shuffle(order)
+        for name in order:
+            cmd, cwd, reset = tools[name]
+            if reset:
+                reset()
+            start = time.perf_counter()
+            subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if k:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def ours(tmp, n, python, scenario):
+    """Our script on its own synthetic project, set up for `scenario` (first, edit or no-op)."""
+    folder = tmp / f"ours-{scenario}-{n}"
+    nbs = make_project(folder, n, "#export")
+    shutil.copy(ROOT / "notebook2script.py", folder)
+    (folder / "settings.ini").write_text("[DEFAULT]\nlib_path = exp\nnbs_path = nbs\n", encoding="utf-8")
+    cmd = [python, "notebook2script.py"]
+    subprocess.run(cmd, cwd=folder, check=True, stdout=subprocess.DEVNULL)
+    if scenario == "first":
+        return cmd, folder, lambda: shutil.rmtree(folder / "exp", True)
+    if scenario == "no-op":
+        return cmd, folder, None
+    edited, versions = nbs / "00_synthetic.ipynb", [notebook(0, "#export"), notebook(0, "#export")]
+    versions[1]["cells"][1]["source"].append("\n# an edit")
+    flip = iter(range(10**6))
+
+    def edit_one_cell():
+        edited.write_text(json.dumps(versions[next(flip) % 2], indent=1), encoding="utf-8")
+    return cmd, folder, edit_one_cell
 
 
 def contenders(tmp, n, python, nbdev, course):
     """`{name: (command, cwd, reset)}` for each tool, each with its own synthetic project of `n` notebooks."""
-    ours = tmp / f"ours{n}"
-    make_project(ours, n, "#export")
-    shutil.copy(ROOT / "notebook2script.py", ours)
-    (ours / "settings.ini").write_text("[DEFAULT]\nlib_path = exp\nnbs_path = nbs\n", encoding="utf-8")
-    result = {"ours": ([python, "notebook2script.py"], ours, lambda: shutil.rmtree(ours / "exp", True)),
-              "ours (no-op)": ([python, "notebook2script.py"], ours, None)}
+    result = {"ours": ours(tmp, n, python, "first"),
+              "ours, 1 cell edited": ours(tmp, n, python, "edit"),
+              "ours, no change": ours(tmp, n, python, "no-op")}
     if course:
-        folder = tmp / f"course{n}"
-        nbs = make_project(folder, n, "#export")
+        nbs = make_project(tmp / f"course{n}", n, "#export")
 
         def reset_course():
             shutil.rmtree(nbs / "exp", True)
@@ -141,20 +166,20 @@ def in_process(n, tmp):
 
 def main(runs=7, python=sys.executable, nbdev=None, course=None):
     """Print export times for 3 and 100 notebooks and each contender's ratio to ours."""
-    print(f"python: {python}\nruns: {runs} (median; one warm-up run discarded)\n")
-    print(f"{'notebooks':>9}  {'tool':<14} {'seconds':>8}  {'ours is x faster':>16}")
+    print(f"python: {python}\nruns: {runs} (rounds; each runs every tool once in a shuffled order; medians; a warm-up round discarded)\n")
+    print(f"{'notebooks':>9}  {'tool':<20} {'seconds':>8}  {'ours (first export) is x faster':>32}")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         for n in (3, 100):
             tools = contenders(tmp, n, python, nbdev, course)
-            times = {name: median_time(cmd, cwd, runs, reset) for name, (cmd, cwd, reset) in tools.items()}
+            times = timed_rounds(tools, runs)
             for name, seconds in times.items():
                 ratio = "" if name.startswith("ours") else f"{seconds / times['ours']:.2f}x"
-                print(f"{n:>9}  {name:<14} {seconds:8.3f}  {ratio:>16}")
-            print(f"{n:>9}  {'ours in-process':<14} {in_process(n, tmp):8.3f}  (export work alone, no start-up)")
+                print(f"{n:>9}  {name:<20} {seconds:8.3f}  {ratio:>32}")
+            print(f"{n:>9}  {'ours in-process':<20} {in_process(n, tmp):8.3f}  (export work alone, no start-up)")
             start = time.perf_counter()
             subprocess.run([python, "-c", "pass"], check=True)
-            print(f"{n:>9}  {'bare python':<14} {time.perf_counter() - start:8.3f}  (interpreter start-up, one run)")
+            print(f"{n:>9}  {'bare python':<20} {time.perf_counter() - start:8.3f}  (interpreter start-up, one run)")
 
 
 if __name__ == "__main__":

@@ -312,6 +312,26 @@ def test_a_failure_while_writing_leaves_the_old_module_intact(project, monkeypat
     assert lines == ["nbs/01_x.ipynb -> exp/nb_01.py (1 cell)"]
 
 
+def test_only_cells_that_changed_since_the_last_export_are_parsed_again(project, monkeypatch):
+    project.nb("01_x", ["#export\ndef f(): return 1\n", "#export\ng = 2\n"])
+    assert project.export()[0] == 0
+    parsed = []
+    real_compile = compile
+    monkeypatch.setattr(n2s, "compile", lambda src, *a: parsed.append(src) or real_compile(src, *a), raising=False)
+    project.nb("01_x", ["#export\ndef f(): return 1\n", "#export\ng = 3\n"])
+    assert project.export()[0] == 0
+    assert parsed == ["g = 3\n"]
+
+
+def test_a_syntax_error_in_an_edited_cell_is_caught_when_its_module_exists(project):
+    project.nb("01_x", ["#export\nx = 1\n"])
+    assert project.export()[0] == 0
+    project.nb("01_x", ["#export\nx = = 1\n"])
+    with pytest.raises(n2s.ExportError, match="cell 1, line 2: export cell is not valid Python"):
+        project.export()
+    assert project.module("nb_01").read_text(encoding="utf-8").endswith("x = 1\n")
+
+
 # ---- modules edited by hand -----------------------------------------------------------------------
 
 def hand_edit(path):
