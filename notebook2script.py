@@ -104,11 +104,13 @@ def classify_first_line(line):
 def cell_source(cell, where):
     """A cell's source as one string (nbformat allows a list of lines or a single string)."""
     src = cell.get("source", "")
-    if isinstance(src, list) and all(isinstance(s, str) for s in src):
-        src = "".join(src)
+    try:
+        src = src if isinstance(src, str) else "".join(src) if isinstance(src, list) else None
+    except TypeError:  # a list holding something other than strings
+        src = None
     if not isinstance(src, str):
         raise ExportError(f"{where}: 'source' is neither a string nor a list of strings")
-    return src.replace("\r\n", "\n").replace("\r", "\n")
+    return src.replace("\r\n", "\n").replace("\r", "\n") if "\r" in src else src
 
 
 def read_notebook(path, shown):
@@ -156,7 +158,7 @@ def export_cells(nb, shown, warn, checked=frozenset()):
         code = body.strip("\n")
         if code.rstrip() not in checked:
             try:  # the body, not `code`: with its leading blank lines the line numbers match the cell's
-                compile(body, f"{shown}, cell {n}", "exec", 0x400, True)  # 0x400: ast.PyCF_ONLY_AST
+                compile(body, f"{shown}, cell {n}", "exec", 0, True)  # to bytecode: also catches a stray `return`
             except SyntaxError as e:
                 line = (e.lineno or 0) + 1  # + 1 for the directive line removed above
                 raise ExportError(f"{shown}, cell {n}, line {line}: export cell is not valid Python: "

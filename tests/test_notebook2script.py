@@ -323,6 +323,13 @@ def test_only_cells_that_changed_since_the_last_export_are_parsed_again(project,
     assert parsed == ["g = 3\n"]
 
 
+def test_code_that_parses_but_cannot_compile_is_refused(project):
+    project.nb("01_x", ["#export\nx = 1\nreturn x\n"])  # parses, but `return` outside a function
+    with pytest.raises(n2s.ExportError, match="cell 1, line 3: export cell is not valid Python: 'return' outside"):
+        project.export()
+    assert not project.module("nb_01").exists()
+
+
 def test_a_syntax_error_in_an_edited_cell_is_caught_when_its_module_exists(project):
     project.nb("01_x", ["#export\nx = 1\n"])
     assert project.export()[0] == 0
