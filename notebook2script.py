@@ -76,6 +76,7 @@ def resolve_notebook(arg, nbs_dir):
 
 
 def _levenshtein(a, b):
+    """Edit distance between strings `a` and `b` (insertions, deletions, substitutions)."""
     prev = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         cur = [i]
