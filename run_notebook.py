@@ -39,7 +39,9 @@ def _kernel_manager():
 
 def _describe(nb_shown, index, cell, error):
     """The failure message: notebook, cell number (1-based), the cell's first lines, the error."""
-    lines = cell.source.splitlines() if cell is not None else []
+    if cell is None:  # the kernel failed before running any cell
+        return f"{nb_shown} failed before its first cell ran:\n{error}"
+    lines = cell.source.splitlines()
     head = "\n".join("    " + line for line in lines[:4]) + ("\n    ..." if len(lines) > 4 else "")
     return f"{nb_shown}, cell {index + 1} failed:\n{head}\n{error}"
 

@@ -13,6 +13,7 @@ changed. Optional contenders, which rewrite everything every time: nbdev 2's `nb
 executable; nbdev 2.4.14 needs `execnb<0.2 fastcore<2` in its own venv) and the course's
 notebook2script.py (pass its path; it needs fire in `--python`'s environment).
 """
+import itertools
 import json
 import random
 import shutil
@@ -121,10 +122,10 @@ def ours(tmp, n, python, scenario):
         return cmd, folder, None
     edited, versions = nbs / "00_synthetic.ipynb", [notebook(0, "#export"), notebook(0, "#export")]
     versions[1]["cells"][1]["source"].append("\n# an edit")
-    flip = iter(range(10**6))
+    runs = itertools.count()
 
-    def edit_one_cell():
-        edited.write_text(json.dumps(versions[next(flip) % 2], indent=1), encoding="utf-8")
+    def edit_one_cell():  # alternate between the two versions, so every run exports a real change
+        edited.write_text(json.dumps(versions[next(runs) % 2], indent=1), encoding="utf-8")
     return cmd, folder, edit_one_cell
 
 
