@@ -1,4 +1,4 @@
-"""Samples per second for one epoch of a 784-50-10 MLP: our training loop against PyTorch's and a bare one.
+"""Samples per second for one epoch of a 784-50-10 MLP: our training loop against PyTorch's and bare ones.
 
     python bench/train.py                       # 50,000 synthetic rows, bs 64, one thread, 9 runs
     python bench/train.py --threads 2 --bs 128 --runs 11 --valid_rows 0
@@ -12,14 +12,22 @@ warm-up round; the table gives medians and their ratios, all measured in this on
 - ours: `fit` with our `DataLoader`/`Sampler(shuffle=True)` and `Optimizer`, progress bar on (its console
   output is captured, so the terminal's drawing speed is not measured), then off, then also unshuffled;
 - idiomatic PyTorch: `TensorDataset` + `torch.utils.data.DataLoader(shuffle=True)` + `optim.SGD`;
+- PyTorch batched: the same, but the loader fetches a batch at a time, as ours does:
+  `DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), bs, drop_last=False), batch_size=None)`;
 - bare loops: slicing `x[i:i+bs]` directly (no shuffling, no objects: the floor), and indexing a
   `randperm` (the same shuffling as ours, without our objects).
+
+The progress bar of `fit` (a `ProgressTable`: a bar over the epochs with a results table, and a bar over
+the batches redrawn at most twice a second, shown only while epochs last over a second) is measured by
+`ours` (bar on) against `ours, progress=False`. The results are also written as JSON to `--out`.
 """
 import contextlib
 import io
+import json
 import random
 import statistics
 import time
+from pathlib import Path
 
 import fire
 import torch
@@ -57,11 +65,19 @@ def ours(model, loss_func, data, bs, lr, progress=True, shuffle=True):
     fit(1, model, loss_func, Optimizer(model.parameters(), lr), train_dl, valid_dl, progress=progress)
 
 
-def idiomatic(model, loss_func, data, bs, lr):
-    "The usual PyTorch loop: TensorDataset, torch's DataLoader (shuffled), optim.SGD."
+def idiomatic(model, loss_func, data, bs, lr, batched=False):
+    "The usual PyTorch loop: TensorDataset, torch's DataLoader (shuffled; `batched`: a batch per fetch), SGD."
     x, y, xv, yv = data
-    train_dl = tud.DataLoader(tud.TensorDataset(x, y), batch_size=bs, shuffle=True)
-    valid_dl = tud.DataLoader(tud.TensorDataset(xv, yv), batch_size=2 * bs)
+    tds = tud.TensorDataset(x, y)
+    vds = tud.TensorDataset(xv, yv)
+    if batched:   # the samplers yield lists of indices; batch_size=None: one `ds[list]` per batch
+        sampler = tud.BatchSampler(tud.RandomSampler(tds), bs, drop_last=False)
+        train_dl = tud.DataLoader(tds, sampler=sampler, batch_size=None)
+        valid_sampler = tud.BatchSampler(tud.SequentialSampler(vds), 2 * bs, drop_last=False)
+        valid_dl = tud.DataLoader(vds, sampler=valid_sampler, batch_size=None)
+    else:
+        train_dl = tud.DataLoader(tds, batch_size=bs, shuffle=True)
+        valid_dl = tud.DataLoader(vds, batch_size=2 * bs)
     opt = optim.SGD(model.parameters(), lr=lr)
     model.train()
     for xb, yb in train_dl:
@@ -92,16 +108,19 @@ def bare(model, loss_func, data, bs, lr, shuffle=False):
 
 OURS, OURS_UNSHUFFLED = 'ours: fit + DataLoader/Sampler/Optimizer', 'ours, progress=False, shuffle=False'
 IDIOMATIC = 'idiomatic: TensorDataset + DataLoader + SGD'
+TORCH_BATCHED = 'torch batched: BatchSampler, batch_size=None'
 BARE, BARE_SHUFFLED = 'bare loop slicing tensors', 'bare loop indexing a randperm'
 LOOPS = {OURS: ours,
          'ours, progress=False': lambda *a: ours(*a, progress=False),
          OURS_UNSHUFFLED: lambda *a: ours(*a, progress=False, shuffle=False),
          IDIOMATIC: idiomatic,
+         TORCH_BATCHED: lambda *a: idiomatic(*a, batched=True),
          BARE: bare,
          BARE_SHUFFLED: lambda *a: bare(*a, shuffle=True)}
 
 
-def main(rows=50_000, valid_rows=10_000, bs=64, nh=50, lr=0.1, runs=9, threads=1, loss='torch', clock='wall'):
+def main(rows=50_000, valid_rows=10_000, bs=64, nh=50, lr=0.1, runs=9, threads=1, loss='torch', clock='wall',
+         out='bench/results/train.json'):
     "Print the median samples/s of one epoch for each loop, and their ratios, measured side by side."
     torch.set_num_threads(threads)
     loss_func = {'torch': F.cross_entropy, 'ours': cross_entropy}[loss]
@@ -130,6 +149,15 @@ def main(rows=50_000, valid_rows=10_000, bs=64, nh=50, lr=0.1, runs=9, threads=1
     print(f"\ntargets: ours >= 1.5x idiomatic: {med[IDIOMATIC] / med[OURS]:.2f}x; within 10% of the bare loop: "
           f"{med[BARE] / med[OURS]:.2f}x shuffled (the bare loop shuffling alike: {med[BARE] / med[BARE_SHUFFLED]:.2f}x), "
           f"{med[BARE] / med[OURS_UNSHUFFLED]:.2f}x unshuffled")
+    print(f"ours against torch's batched loader: {med[TORCH_BATCHED] / med[OURS]:.2f}x; the progress bar "
+          f"costs {1000 * (med[OURS] - med['ours, progress=False']):+.1f} ms per epoch "
+          f"({med[OURS] / med['ours, progress=False'] - 1:+.1%})")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        res = {'threads': threads, 'rows': rows, 'valid_rows': valid_rows, 'bs': bs, 'runs': runs, 'clock': clock,
+               'torch': torch.__version__, 'median_s': med, 'samples_per_s': {k: rows / t for k, t in med.items()}}
+        Path(out).write_text(json.dumps(res, indent=1) + '\n', encoding='utf-8')
+        print(f"written to {out}")
     return None
 
 

@@ -1,7 +1,11 @@
 """`exp.nb_02`: the 784-50-1 `Model` on real digits against autograd, ReLU's gradient at exactly zero,
 clear shape errors, and the finite-difference checker itself."""
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +13,7 @@ import torch
 from exp import nb_01, nb_02
 
 pytestmark = pytest.mark.nb02
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +178,16 @@ def test_normalize_and_test_near_zero(digits):
     nb_02.test_near_zero(1 - x.std())
     nb_02.test_near_zero(torch.tensor([1e-4, -1e-4]))
     with pytest.raises(AssertionError, match="Near zero"): nb_02.test_near_zero(torch.tensor(0.01))
+
+
+def test_test_near_zero_raises_under_python_O():
+    "`python -O` strips `assert` statements: `test_near_zero` must raise AssertionError all the same."
+    code = ("from exp import nb_02\n"
+            "try: nb_02.test_near_zero(0.5)\n"
+            "except AssertionError as e: print('raised:', e)\n"
+            "else: print('did not raise')")
+    env = {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', '')}
+    out = subprocess.run([sys.executable, '-O', '-c', code], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert 'raised: Near zero' in out.stdout, out.stdout + out.stderr
