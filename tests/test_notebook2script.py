@@ -303,7 +303,8 @@ def test_a_failure_while_writing_leaves_the_old_module_intact(project, monkeypat
         def replace(src, dst):
             raise OSError(5, "Input/output error")
         monkeypatch.setattr(n2s.os, "replace", replace)
-    with pytest.raises(OSError):
+    reason = "No space left on device" if failure == "during the write" else "Input/output error"
+    with pytest.raises(n2s.ToolError, match=f"exp/nb_01.py: cannot write it \\({reason}\\); no file was changed"):
         project.export()
     monkeypatch.undo()
     assert project.module("nb_01").read_bytes() == old
@@ -320,7 +321,7 @@ def test_only_cells_that_changed_since_the_last_export_are_parsed_again(project,
     monkeypatch.setattr(n2s, "compile", lambda src, *a: parsed.append(src) or real_compile(src, *a), raising=False)
     project.nb("01_x", ["#export\ndef f(): return 1\n", "#export\ng = 3\n"])
     assert project.export()[0] == 0
-    assert parsed == ["g = 3\n"]
+    assert len(parsed) == 1 and "g = 3" in parsed[0] and "return 1" not in parsed[0]
 
 
 def test_code_that_parses_but_cannot_compile_is_refused(project):
