@@ -15,7 +15,6 @@ found stale modules, 2 bad input or a file that cannot be read or written. `--he
 run_notebook.py and clean_nbs.py share its command line (`run_cli`), its way of naming notebooks
 (`select_notebooks`) and its atomic writes (`write_files`).
 """
-import bisect
 import json
 import os
 import re
@@ -58,9 +57,14 @@ def project_paths(root=None):
     return root, (root / nbs).resolve(), (root / lib).resolve()
 
 
+def _prefix(nb_path):
+    """`nbs/02a_why_sqrt5.ipynb` -> `02a`: the file name's part before the first `_` (string work only)."""
+    return os.path.splitext(os.path.basename(os.fspath(nb_path)))[0].split("_")[0]
+
+
 def module_name(nb_path):
     """`02a_why_sqrt5.ipynb` -> `nb_02a`: `nb_` plus the file name's part before the first `_`."""
-    return "nb_" + Path(nb_path).stem.split("_")[0]
+    return "nb_" + _prefix(nb_path)
 
 
 MODULE_RULE = ("the part of its name before the first '_' becomes the module name nb_<part>, so it must be "
@@ -69,14 +73,14 @@ MODULE_RULE = ("the part of its name before the first '_' becomes the module nam
 
 def check_module_name(nb_path, shown):
     """Raise ToolError if `nb_path`'s name cannot become a module name (`02-data prep.ipynb`)."""
-    prefix = Path(nb_path).stem.split("_")[0]
+    prefix = _prefix(nb_path)
     if not re.fullmatch(r"[A-Za-z0-9]+", prefix):
         raise ToolError(f"{shown}: cannot become a module: {MODULE_RULE}; rename the notebook")
 
 
 def order_key(name):
     """Sort key for a notebook prefix such as `02a`: numbers compare as numbers, `02` before `02a`."""
-    prefix = Path(str(name)).stem.split("_")[0]
+    prefix = _prefix(str(name))
     digits = re.match(r"\d*", prefix).group()
     return (int(digits) if digits else -1, prefix[len(digits):].lower())
 
@@ -228,7 +232,7 @@ def check_syntax(shown, cells):
             raise _compile_error(shown, n, e, 0) from None
     if error is None:  # every cell compiles alone, yet a string runs across a cell's end: cannot happen
         raise ExportError(f"{shown}: export cells are not valid Python together (a string runs past a cell)")
-    k = max(bisect.bisect_right(starts, error.lineno or 1) - 1, 0)  # valid alone, not together:
+    k = max(sum(start <= (error.lineno or 1) for start in starts) - 1, 0)  # valid alone, not together:
     raise _compile_error(shown, cells[k][0], error, starts[k] - 1)  # e.g. a late `from __future__`
 
 
@@ -334,10 +338,10 @@ def write_atomic(path, text):
 
 def _rel(path, root):
     """`path` relative to the (resolved) project root, with forward slashes, for messages."""
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
+    path, root = os.fspath(path), os.fspath(root)
+    if path.startswith(root + os.sep):
+        path = path[len(root) + 1:]
+    return path.replace(os.sep, "/")
 
 
 def plan(notebooks, nbs_dir, lib_dir, root, warn):
@@ -500,11 +504,10 @@ def parse_command_line(main, argv):
     from python-fire's own parsing, both to refuse surprises: a flag never takes the next argument as its
     value (`--check 01_matmul` checks that notebook), and a notebook name stays text (fire reads `1_000`
     as the number 1000)."""
-    import inspect
-
-    params = inspect.signature(main).parameters
-    flags = {name: p.annotation for name, p in params.items() if p.kind is p.KEYWORD_ONLY}
-    takes_names = any(p.kind is p.VAR_POSITIONAL for p in params.values())
+    code = main.__code__  # not `inspect`: importing it costs more than exporting ten notebooks
+    named = code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount]
+    flags = {name: main.__annotations__.get(name, str) for name in named}
+    takes_names = bool(code.co_flags & 0x04)  # CO_VARARGS: `*notebooks`
     firsts = [name[0] for name in flags]
     short = {name[0]: name for name in flags if firsts.count(name[0]) == 1}
     shown = ", ".join(f"--{name}" for name in flags)
@@ -549,10 +552,13 @@ def parse_command_line(main, argv):
 
 def show_help(main, name=None):
     """Print python-fire's help for `main`, generated from its signature and docstring."""
+    import contextlib
+
     import fire
 
-    try:
-        fire.Fire(main, command=["--", "--help"], name=name or Path(sys.argv[0]).name)
+    try:  # `-- --help`: fire's own help flag; fire writes it to stderr, but asked-for help is output
+        with contextlib.redirect_stderr(sys.stdout):
+            fire.Fire(main, command=["--", "--help"], name=name or Path(sys.argv[0]).name)
     except SystemExit:  # fire.core.FireExit(0) after the help
         pass
 
