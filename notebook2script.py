@@ -349,6 +349,12 @@ def plan(notebooks, nbs_dir, lib_dir, root, warn):
     by_module = {}
     for p in find_notebooks(nbs_dir) if nbs_dir.is_dir() else []:
         by_module.setdefault(module_name(p), []).append(p)
+    try:  # list the package folder once rather than try to open every module in it
+        present = set(os.listdir(lib_dir))
+    except FileNotFoundError:
+        present = set()
+    except OSError:  # not a folder: reading each module below reports it
+        present = None
     problems, jobs = [], []
     for nb_path in notebooks:
         shown = _rel(nb_path, root)
@@ -361,6 +367,8 @@ def plan(notebooks, nbs_dir, lib_dir, root, warn):
             continue
         mod = lib_dir / f"{name}.py"
         try:
+            if present is not None and mod.name not in present:
+                raise FileNotFoundError
             old = mod.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             old = None
