@@ -99,7 +99,7 @@ def resolve_notebook(arg, nbs_dir):
     for cand in (Path(arg), nbs_dir / arg, nbs_dir / (arg + ".ipynb")):
         if cand.suffix == ".ipynb" and cand.exists():
             if cand.is_dir():
-                raise ToolError(f"{cand}: is a folder, not a notebook file")
+                raise ToolError(f"{arg}: is a folder, not a notebook file")
             return cand.resolve()
     raise ToolError(f"no notebook named {arg!r} (looked for it as a path and in {nbs_dir})")
 
