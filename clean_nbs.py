@@ -20,7 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from notebook2script import ToolError, _rel, project_paths, read_notebook, run_cli, select_notebooks, write_atomic
+from notebook2script import (ToolError, project_paths, read_notebook, rel_path, run_cli, select_notebooks,
+                             write_atomic)
 
 KEEP_CELL_METADATA = ("tags",)
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -94,7 +95,7 @@ def install_merge_driver(root):
     if GITATTRIBUTES_LINE not in lines:
         write_atomic(attributes, "\n".join(lines + [GITATTRIBUTES_LINE]) + "\n")
     print(f"git config merge.nbdev-merge.driver = {driver}")
-    print(f"{_rel(attributes, top)}: {GITATTRIBUTES_LINE} (commit it)")
+    print(f"{rel_path(attributes, top)}: {GITATTRIBUTES_LINE} (commit it)")
     return 0
 
 
@@ -125,7 +126,7 @@ def main(*notebooks, check: bool = False, setup_git: bool = False):
     paths = select_notebooks(notebooks, nbs_dir, root)
     unclean, errors = [], []
     for p in paths:
-        shown = _rel(p, root)
+        shown = rel_path(p, root)
         try:
             if not clean_file(p, check=check, shown=shown):
                 unclean.append(shown)

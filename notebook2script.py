@@ -112,17 +112,17 @@ def select_notebooks(names, nbs_dir, root, up_to=None):
     else:
         chosen = find_notebooks(nbs_dir)
         if not chosen:
-            raise ToolError(f"no numbered notebooks (NN_name.ipynb) in {_rel(nbs_dir, root)}")
+            raise ToolError(f"no numbered notebooks (NN_name.ipynb) in {rel_path(nbs_dir, root)}")
         if up_to is not None:
             up_to = str(up_to)  # `2` and `02` name the same prefix: order_key compares numbers as numbers
             limit = order_key(up_to)
             if not any(order_key(p.name) == limit for p in chosen):
-                raise ToolError(f"--up_to {up_to}: no notebook in {_rel(nbs_dir, root)} has that prefix")
+                raise ToolError(f"--up_to {up_to}: no notebook in {rel_path(nbs_dir, root)} has that prefix")
             chosen = [p for p in chosen if order_key(p.name) <= limit]
     problems = []
     for p in chosen:
         try:
-            check_module_name(p, _rel(p, root))
+            check_module_name(p, rel_path(p, root))
         except ToolError as e:
             problems.append(str(e))
     if problems:
@@ -326,7 +326,7 @@ def write_files(files, root=None):
             except OSError:
                 pass
         reason = e.strerror or str(e)
-        shown = _rel(path, root) if root else path
+        shown = rel_path(path, root) if root else path
         kept = "it was left as it was" if renamed else "no file was changed"
         raise ToolError(f"{shown}: cannot write it ({reason}); {kept}") from None
 
@@ -336,7 +336,7 @@ def write_atomic(path, text):
     write_files([(Path(path), text)])
 
 
-def _rel(path, root):
+def rel_path(path, root):
     """`path` relative to the (resolved) project root, with forward slashes, for messages."""
     path, root = os.fspath(path), os.fspath(root)
     if path.startswith(root + os.sep):
@@ -357,12 +357,12 @@ def plan(notebooks, nbs_dir, lib_dir, root, warn):
         present = None
     problems, jobs = [], []
     for nb_path in notebooks:
-        shown = _rel(nb_path, root)
+        shown = rel_path(nb_path, root)
         name = module_name(nb_path)
         clash = [p for p in by_module.get(name, []) if p != nb_path]
         if clash:
-            others = ", ".join(_rel(c, root) for c in clash)
-            problems.append(f"{shown} and {others} would both write {_rel(lib_dir, root)}/{name}.py; "
+            others = ", ".join(rel_path(c, root) for c in clash)
+            problems.append(f"{shown} and {others} would both write {rel_path(lib_dir, root)}/{name}.py; "
                             "rename one so that each prefix is used once")
             continue
         mod = lib_dir / f"{name}.py"
@@ -373,7 +373,7 @@ def plan(notebooks, nbs_dir, lib_dir, root, warn):
         except FileNotFoundError:
             old = None
         except OSError as e:  # a folder where the module should be, exp/ a file, ...
-            problems.append(f"{_rel(mod, root)}: cannot read the module it replaces: {e.strerror}")
+            problems.append(f"{rel_path(mod, root)}: cannot read the module it replaces: {e.strerror}")
             continue
         try:
             cells = export_cells(read_notebook(nb_path, shown), shown, warn, module_blocks(old))
@@ -388,7 +388,7 @@ def plan(notebooks, nbs_dir, lib_dir, root, warn):
 
 
 def generated_modules(lib_dir):
-    """Modules in `lib_dir` that notebook2script.py wrote, as `{path: source notebook named in the header}`."""
+    """Modules in `lib_dir` that notebook2script.py wrote, as `{path: notebook named in the header}`."""
     found = {}
     for p in sorted(lib_dir.glob("nb_*.py")) if lib_dir.is_dir() else []:
         try:
@@ -405,7 +405,7 @@ def check(jobs, lib_dir, root, every, out):
     """Compare each module with what an export would write; return the number of problems."""
     problems = 0
     for nb_path, mod, text, _, old in jobs:
-        shown, mshown = _rel(nb_path, root), _rel(mod, root)
+        shown, mshown = rel_path(nb_path, root), rel_path(mod, root)
         if text is None:
             if old is not None and not hand_edited(old):
                 out(f"orphaned: {mshown} exists but {shown} has no export cells")
@@ -417,13 +417,13 @@ def check(jobs, lib_dir, root, every, out):
             out(f"stale: {mshown} differs from what {shown} exports\n{short_diff(old, text, mshown)}")
             problems += 1
     if not (lib_dir / "__init__.py").exists() and any(j[2] for j in jobs):
-        out(f"missing: {_rel(lib_dir / '__init__.py', root)}")
+        out(f"missing: {rel_path(lib_dir / '__init__.py', root)}")
         problems += 1
     if every:
         expected = {mod for _, mod, text, _, _ in jobs if text}
         for mod, src in generated_modules(lib_dir).items():
             if mod not in expected and not (root / src).exists():
-                out(f"orphaned: {_rel(mod, root)} was generated from {src}, which no longer exists")
+                out(f"orphaned: {rel_path(mod, root)} was generated from {src}, which no longer exists")
                 problems += 1
     return problems
 
@@ -439,28 +439,30 @@ def export(*notebooks, up_to=None, check_only=False, force=False, root=None, out
     if check_only:
         problems = check(jobs, lib_dir, root, not notebooks and up_to is None, out)
         out(f"{problems} module(s) out of date: run `python notebook2script.py`" if problems
-            else f"{_rel(lib_dir, root)}/ matches the notebooks ({len(jobs)} checked)")
+            else f"{rel_path(lib_dir, root)}/ matches the notebooks ({len(jobs)} checked)")
         return 1 if problems else 0
     refused = []
     for nb_path, mod, text, _, old in jobs:
         if text is not None and old is not None and old != text and hand_edited(old) and not force:
             refused.append(
-                f"{_rel(mod, root)} was edited by hand since it was generated, so it was not overwritten.\n"
-                f"  Carry the edit into {_rel(nb_path, root)} (each block of the module names its cell), "
+                f"{rel_path(mod, root)} was edited by hand since it was generated, "
+                "so it was not overwritten.\n"
+                f"  Carry the edit into {rel_path(nb_path, root)} (each block of the module names its cell), "
                 "then export again with --force.\n"
-                + "\n".join("  " + line for line in short_diff(old, text, _rel(mod, root)).splitlines()))
+                + "\n".join("  " + line for line in short_diff(old, text, rel_path(mod, root)).splitlines()))
     if refused:
         raise ExportError("\n".join(refused))
     try:
         lib_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ToolError(f"{_rel(lib_dir, root)}: cannot create the package folder: {e.strerror}") from None
+        where = rel_path(lib_dir, root)
+        raise ToolError(f"{where}: cannot create the package folder: {e.strerror}") from None
     init = lib_dir / "__init__.py"
     writes = [] if init.exists() else [(init, INIT_TEXT)]
     writes += [(mod, text) for _, mod, text, _, old in jobs if text is not None and old != text]
     write_files(writes, root)
     for nb_path, mod, text, n_cells, old in jobs:
-        shown, mshown = _rel(nb_path, root), _rel(mod, root)
+        shown, mshown = rel_path(nb_path, root), rel_path(mod, root)
         if text is None:
             leftover = f" ({mshown} from an earlier export remains: delete it if unused)" if old else ""
             out(f"{shown}: no export cells, no module written{leftover}")

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from clean_nbs import clean_notebook, notebook_text, write_atomic
-from notebook2script import ToolError, _rel, project_paths, run_cli, select_notebooks
+from notebook2script import ToolError, project_paths, rel_path, run_cli, select_notebooks
 
 
 class NotebookFailed(Exception):
@@ -111,7 +111,7 @@ def main(*notebooks, save: bool = False, timeout: float = 600):
     paths = select_notebooks(notebooks, nbs_dir, root)
     failed, errors, total = [], [], 0.0
     for path in paths:
-        shown = _rel(path, root)
+        shown = rel_path(path, root)
         start = time.perf_counter()
         try:
             seconds = run(path, save=save, timeout=timeout, shown=shown)
