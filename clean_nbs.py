@@ -28,10 +28,19 @@ KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3
 GITATTRIBUTES_LINE = "*.ipynb merge=nbdev-merge"
 
 
+def nbdev_clean_nb():
+    """nbdev's `clean_nb`, or a ToolError saying how to install nbdev (a dev requirement)."""
+    try:
+        from nbdev.clean import clean_nb
+    except ImportError as e:
+        raise ToolError(f"cannot import nbdev.clean ({e}): install the dev requirements, "
+                        "pip install -e \".[dev]\" (clean_nbs.py cleans with nbdev's clean_nb)") from None
+    return clean_nb
+
+
 def clean_notebook(nb):
     """Clean a notebook dict in place with nbdev's `clean_nb`, outputs kept; return it."""
-    from nbdev.clean import clean_nb
-
+    clean_nb = nbdev_clean_nb()
     meta = nb.get("metadata") or {}
     kernelspec = {k: (meta.get("kernelspec") or {}).get(k, default) for k, default in KERNELSPEC.items()}
     language = (meta.get("language_info") or {}).get("name", "python")
@@ -124,6 +133,7 @@ def main(*notebooks, check: bool = False, setup_git: bool = False):
             raise ToolError("--setup_git takes no notebooks and no --check")
         return install_merge_driver(root)
     paths = select_notebooks(notebooks, nbs_dir, root)
+    nbdev_clean_nb()  # a missing nbdev is one error, before any notebook
     unclean, errors = [], []
     for p in paths:
         shown = rel_path(p, root)

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from clean_nbs import clean_notebook, notebook_text, write_atomic
+from clean_nbs import clean_notebook, nbdev_clean_nb, notebook_text, write_atomic
 from notebook2script import ToolError, project_paths, rel_path, run_cli, select_notebooks
 
 
@@ -109,6 +109,8 @@ def main(*notebooks, save: bool = False, timeout: float = 600):
         raise ToolError(f"--timeout takes a positive number of seconds, not {timeout:g}")
     root, nbs_dir, _ = project_paths()
     paths = select_notebooks(notebooks, nbs_dir, root)
+    if save:
+        nbdev_clean_nb()  # --save cleans with nbdev: a missing nbdev is an error before any run
     failed, errors, total = [], [], 0.0
     for path in paths:
         shown = rel_path(path, root)

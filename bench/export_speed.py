@@ -185,8 +185,9 @@ NBDEV_DEFAULT = Path("/tmp/nbdev2-venv/bin/nbdev_export")
 COURSE_DEFAULT = Path("/tmp/course-v3/notebook2script.py")
 
 
-def main(runs=9, python=sys.executable, nbdev=None, course=None):
-    """Print export times for 3 and 100 notebooks and each contender's ratio to ours."""
+def main(runs=9, python=sys.executable, nbdev=None, course=None, out=ROOT / "bench/results/export_speed.json"):
+    """Print export times for 3 and 100 notebooks and each contender's ratio to ours; save them to `out`."""
+    record = {"runs": runs, "load_before": os.getloadavg()[0], "cpus": os.cpu_count(), "seconds": {}}
     nbdev = nbdev or (NBDEV_DEFAULT if NBDEV_DEFAULT.is_file() else None)
     course = course or (COURSE_DEFAULT if COURSE_DEFAULT.is_file() else None)
     print(f"python: {python}\nnbdev_export: {nbdev}\ncourse script: {course}")
@@ -198,6 +199,7 @@ def main(runs=9, python=sys.executable, nbdev=None, course=None):
         for n in (3, 100):
             tools = contenders(tmp, n, python, nbdev, course)
             times = timed_rounds(tools, runs)
+            record["seconds"][n] = {name: {"wall": wall, "cpu": cpu} for name, (wall, cpu) in times.items()}
             for name, (wall, cpu) in times.items():
                 ratio = "" if name.startswith("ours") else \
                     f"{wall / times['ours'][0]:.2f}x wall, {cpu / times['ours'][1]:.2f}x CPU"
@@ -206,7 +208,12 @@ def main(runs=9, python=sys.executable, nbdev=None, course=None):
         start = time.perf_counter()
         subprocess.run([python, "-c", "pass"], check=True)
         print(f"{'':>9}  {'bare python':<20} {time.perf_counter() - start:7.3f}          (interpreter start-up, one run)")
-    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+    record["load_after"] = os.getloadavg()[0]
+    print(f"\nload average after: {record['load_after']:.1f}")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        print(f"saved {out}")
 
 
 if __name__ == "__main__":

@@ -408,3 +408,13 @@ def test_a_conflict_in_one_cell_leaves_a_valid_notebook_with_the_markers(repo):
                        "v2 = 'one'\n", "`>>>>>>> one`", "v3 = 3\n", "v4 = 4\n"]
     assert run_in(root, "clean_nbs.py").returncode == 0  # cleaning gives the marker cells ids
     nbformat.validate(nbformat.read(nb, as_version=4))
+
+
+def test_without_nbdev_the_command_says_how_to_install_it_in_one_line(tmp_path):
+    root = tool_project(tmp_path, "clean_nbs.py")
+    write_nb(root / "nbs" / "01_dirty.ipynb", dirty_cells(), metadata=copy.deepcopy(DIRTY_META))
+    (root / "nbdev").mkdir()  # a package that shadows nbdev and has no `clean` module
+    (root / "nbdev" / "__init__.py").write_text("", encoding="utf-8")
+    res = run_in(root, "clean_nbs.py", "--check")
+    assert res.returncode == 2 and "Traceback" not in res.stderr and len(res.stderr.splitlines()) == 1
+    assert res.stderr.startswith("error: cannot import nbdev.clean") and 'pip install -e ".[dev]"' in res.stderr
