@@ -68,7 +68,7 @@ def clean_file(path, check=False, shown=None):
     if cleaned == text:
         return True
     if not check:
-        write_atomic(path, cleaned)
+        write_atomic(path, cleaned, shown)
     return False
 
 

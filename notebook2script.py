@@ -302,14 +302,14 @@ def short_diff(old, new, name, limit=20):
     return "\n".join(diff[:limit] + ([f"... ({more} more diff lines)"] if more > 0 else []))
 
 
-def write_files(files, root=None):
+def write_files(files, root=None, shown=None):
     """Write each `(path, text)` so that no file is ever half-written and a failure loses nothing.
 
     Every text goes to a temporary file beside its path first; only when all are written is each renamed
     over its path. A full disk or an unwritable folder therefore leaves every file as it was, and raises
-    ToolError naming the path. (No fsync: like Jupyter, the course's script and nbdev, this guards against
+    ToolError naming the path (relative to `root`, or as `shown`). (No fsync: like Jupyter, the course's script and nbdev, this guards against
     the process failing, not against a power cut in the second after a write.)"""
-    temps, path, renamed = [], None, False
+    files, temps, path, renamed = list(files), [], None, False
     try:
         for path, text in files:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -326,14 +326,14 @@ def write_files(files, root=None):
             except OSError:
                 pass
         reason = e.strerror or str(e)
-        shown = rel_path(path, root) if root else path
-        kept = "it was left as it was" if renamed else "no file was changed"
+        shown = shown or (rel_path(path, root) if root else path)
+        kept = "it was left as it was" + ("" if renamed or len(files) == 1 else ", as was every other file")
         raise ToolError(f"{shown}: cannot write it ({reason}); {kept}") from None
 
 
-def write_atomic(path, text):
+def write_atomic(path, text, shown=None):
     """Replace `path` with `text` via a temporary file and a rename, so it is never half-written."""
-    write_files([(Path(path), text)])
+    write_files([(Path(path), text)], shown=shown)
 
 
 def rel_path(path, root):

@@ -83,7 +83,7 @@ def run(path, save=False, timeout=600, shown=None):
         raise NotebookFailed(f"{shown}: could not run a kernel: {e}") from None
     seconds = time.perf_counter() - start
     if save:
-        write_atomic(path, notebook_text(clean_notebook(nbformat.from_dict(nb))))
+        write_atomic(path, notebook_text(clean_notebook(nbformat.from_dict(nb))), shown)
     return seconds
 
 

@@ -304,7 +304,7 @@ def test_a_failure_while_writing_leaves_the_old_module_intact(project, monkeypat
             raise OSError(5, "Input/output error")
         monkeypatch.setattr(n2s.os, "replace", replace)
     reason = "No space left on device" if failure == "during the write" else "Input/output error"
-    with pytest.raises(n2s.ToolError, match=f"exp/nb_01.py: cannot write it \\({reason}\\); no file was changed"):
+    with pytest.raises(n2s.ToolError, match=f"exp/nb_01.py: cannot write it \\({reason}\\); it was left as it was"):
         project.export()
     monkeypatch.undo()
     assert project.module("nb_01").read_bytes() == old
@@ -839,7 +839,7 @@ def test_an_unwritable_package_folder_is_one_clear_error_and_nothing_changes(pro
     before = project.snapshot()
     monkeypatch.setattr(n2s, "open", Refuse(open), raising=False)
     with pytest.raises(n2s.ToolError, match=r"exp/nb_01.py: cannot write it \(Permission denied\); "
-                                            "no file was changed"):
+                                            "it was left as it was, as was every other file"):
         project.export()
     monkeypatch.undo()
     assert project.snapshot() == before
@@ -895,3 +895,40 @@ def test_each_cell_must_stand_alone_and_the_error_names_its_cell(project, cells,
     with pytest.raises(n2s.ExportError, match=f"nbs/01_x.ipynb, {where}: export cell is not valid Python"):
         project.export()
     assert not project.exp.exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs at `tmp_path/disk` (skipped where mounting is not allowed, e.g. not root)."""
+    import shutil
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if shutil.which("mount") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                         capture_output=True, text=True)
+    if res.returncode:
+        pytest.skip(f"cannot mount a tmpfs: {res.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_a_really_full_disk_is_one_error_line_and_changes_nothing(tiny_disk):
+    import shutil
+
+    project = Project(tiny_disk / "project")
+    project.nb("01_a", ["#export\na = 1\n"])
+    project.nb("02_b", ["#export\nb = 1\n"])
+    assert project.cli().returncode == 0
+    project.nb("01_a", ["#export\na = 2\n"])
+    project.nb("02_b", ["#export\nb = 2\n" + "x = 0  # padding\n" * 3000])  # a 50 KB module
+    free = shutil.disk_usage(tiny_disk).free
+    (tiny_disk / "filler").write_bytes(b"x" * (free - 16 * 1024))  # 16 KB left
+    before = project.snapshot()
+    res = project.cli()
+    assert_clean_error(res, "exp/nb_02.py: cannot write it (No space left on device)")
+    assert len(res.stderr.splitlines()) == 1
+    assert project.snapshot() == before  # nb_01.py, which fitted, was not replaced either; no temp files
