@@ -4,18 +4,20 @@
     python run_notebook.py                          # every numbered notebook in nbs/, in order
     python run_notebook.py nbs/01_matmul.ipynb      # one (also `01_matmul.ipynb` or `01_matmul`)
     python run_notebook.py 01_matmul --save         # write the fresh outputs back, cleaned
-    python run_notebook.py --timeout 300            # seconds a single cell may take (default 600)
+    python run_notebook.py --timeout=300            # seconds a single cell may take (default 600)
 
 Each notebook runs with the notebooks folder as its working directory, in a kernel started from this
 Python (so the installed `exp` package is the one imported). A failing cell prints the notebook, the
 cell number, its first lines, and the error; the notebook file is left untouched and the exit code is 1.
+Exit codes: 0 every notebook ran, 1 one failed, 2 bad input or a file that cannot be read or written.
 """
+import math
 import sys
 import time
 from pathlib import Path
 
-from clean_nbs import clean_notebook, notebook_text, write_atomic
-from notebook2script import ExportError, find_notebooks, project_paths, resolve_notebook, run_cli
+from clean_nbs import clean_notebook, nbdev_clean_nb, notebook_text, write_atomic
+from notebook2script import ToolError, project_paths, rel_path, run_cli, select_notebooks
 
 
 class NotebookFailed(Exception):
@@ -81,25 +83,37 @@ def run(path, save=False, timeout=600, shown=None):
         raise NotebookFailed(f"{shown}: could not run a kernel: {e}") from None
     seconds = time.perf_counter() - start
     if save:
-        write_atomic(path, notebook_text(clean_notebook(nbformat.from_dict(nb))))
+        write_atomic(path, notebook_text(clean_notebook(nbformat.from_dict(nb))), shown)
     return seconds
 
 
-def main(*notebooks, save=False, timeout=600):
-    """Run the given notebooks (default: every numbered one, in order); `--save` keeps the outputs."""
-    try:
-        root, nbs_dir, _ = project_paths()
-        paths = [resolve_notebook(n, nbs_dir) for n in notebooks] or find_notebooks(nbs_dir)
-        timeout = float(timeout)
-    except ValueError:
-        print(f"error: --timeout takes a number of seconds, not {timeout!r}", file=sys.stderr)
-        sys.exit(2)
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    failed, total = [], 0.0
+def main(*notebooks, save: bool = False, timeout: float = 600):
+    """Run notebooks top to bottom in a real Jupyter kernel and report where one fails.
+
+    Usage:
+        python run_notebook.py                     # every numbered notebook, in order
+        python run_notebook.py 01_matmul --save    # one (a stem, a file name or a path); keep outputs
+        python run_notebook.py --timeout=300       # seconds one cell may take
+    A flag is given alone (`--save`, `-s`) or as `--save=True`/`--save=False`; an option takes a
+    value as `--timeout=300`, `--timeout 300` or `-t 300`.
+    Exit codes: 0 every notebook ran; 1 a notebook failed (its file is left as it was);
+    2 bad input or a file that cannot be read or written (one `error:` line each).
+
+    Args:
+        notebooks: Notebooks to run, each a stem (`01_matmul`), a file name or a path; none means
+            every numbered notebook in the notebooks folder (`nbs_path` in settings.ini).
+        save: Write each notebook that ran back with its fresh outputs, cleaned as clean_nbs.py does.
+        timeout: Seconds a single cell may run before the notebook fails (a positive number).
+    """
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ToolError(f"--timeout takes a positive number of seconds, not {timeout:g}")
+    root, nbs_dir, _ = project_paths()
+    paths = select_notebooks(notebooks, nbs_dir, root)
+    if save:
+        nbdev_clean_nb()  # --save cleans with nbdev: a missing nbdev is an error before any run
+    failed, errors, total = [], [], 0.0
     for path in paths:
-        shown = path.resolve().relative_to(root).as_posix() if path.resolve().is_relative_to(root) else str(path)
+        shown = rel_path(path, root)
         start = time.perf_counter()
         try:
             seconds = run(path, save=save, timeout=timeout, shown=shown)
@@ -109,11 +123,17 @@ def main(*notebooks, save=False, timeout=600):
             failed.append(shown)
             print(f"FAILED  {seconds:7.1f} s  {shown}", flush=True)
             print(str(e), file=sys.stderr, flush=True)
+        except ToolError as e:  # it ran, but --save could not write it back
+            seconds = time.perf_counter() - start
+            errors.append(shown)
+            print(f"error: {e}", file=sys.stderr, flush=True)
         total += seconds
-    print(f"{len(paths) - len(failed)} of {len(paths)} notebook(s) ran cleanly in {total:.1f} s"
-          + (f"; failed: {', '.join(failed)}" if failed else ""))
-    sys.exit(1 if failed else 0)
+    bad = failed + errors
+    print(f"{len(paths) - len(bad)} of {len(paths)} notebook(s) ran cleanly in {total:.1f} s"
+          + (f"; failed: {', '.join(failed)}" if failed else "")
+          + (f"; not saved: {', '.join(errors)}" if errors else ""))
+    return 2 if errors else 1 if failed else 0
 
 
 if __name__ == "__main__":
-    run_cli(main, sys.argv[1:], flags=("save",), options=("timeout",))
+    run_cli(main)

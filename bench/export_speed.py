@@ -4,9 +4,17 @@
     python bench/export_speed.py
     python bench/export_speed.py --nbdev /path/to/venv/bin/nbdev_export --course /path/to/course/notebook2script.py
 
+Without `--nbdev` / `--course` it looks for them where these commands put them (outside the repo):
+
+    python3 -m venv /tmp/nbdev2-venv && /tmp/nbdev2-venv/bin/pip install "nbdev==2.4.14" "execnb<0.2" "fastcore<2"
+    mkdir -p /tmp/course-v3 && curl -o /tmp/course-v3/notebook2script.py \
+        https://raw.githubusercontent.com/fastai/course-v3/master/nbs/dl2/notebook2script.py
+
 Each tool runs as a fresh process (as a person runs it), timed by wall clock. Every round runs each
 tool once in a shuffled order, and medians over `--runs` rounds are compared, so all the ratios come from
-one run on one machine state. Ours is timed three ways: a first export into an empty package folder (it
+one run on one machine state. Each tool's CPU time (user + system, from the OS) is reported beside its
+wall time: on a shared, loaded machine the wall times stretch with the load, the CPU times much less.
+Ours is timed three ways: a first export into an empty package folder (it
 parses every export cell, to report a syntax error by notebook, cell and line before writing anything),
 a re-export after one cell changed (only changed cells are parsed again), and a re-export with nothing
 changed. Optional contenders, which rewrite everything every time: nbdev 2's `nbdev_export` (pass the
@@ -15,7 +23,9 @@ notebook2script.py (pass its path; it needs fire in `--python`'s environment).
 """
 import itertools
 import json
+import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -92,8 +102,10 @@ def make_project(folder, n, directive, default_exp=False):
 
 
 def timed_rounds(tools, runs):
-    """`{name: median seconds}`: each round runs every tool once, in a shuffled order, after its reset."""
+    """`{name: (median wall seconds, median CPU seconds)}`: each round runs every tool once, in a
+    shuffled order, after its reset."""
     times = {name: [] for name in tools}
+    cpu = {name: [] for name in tools}
     order = list(tools)
     for k in range(runs + 1):  # round 0 warms the file cache and is discarded
         random.shuffle(order)
@@ -101,11 +113,15 @@ def timed_rounds(tools, runs):
             cmd, cwd, reset = tools[name]
             if reset:
                 reset()
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            wall = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if k:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+                times[name].append(wall)
+                cpu[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return {name: (statistics.median(times[name]), statistics.median(cpu[name])) for name in tools}
 
 
 def ours(tmp, n, python, scenario):
@@ -165,22 +181,39 @@ def in_process(n, tmp):
     return statistics.median(times)
 
 
-def main(runs=7, python=sys.executable, nbdev=None, course=None):
-    """Print export times for 3 and 100 notebooks and each contender's ratio to ours."""
-    print(f"python: {python}\nruns: {runs} (rounds; each runs every tool once in a shuffled order; medians; a warm-up round discarded)\n")
-    print(f"{'notebooks':>9}  {'tool':<20} {'seconds':>8}  {'ours (first export) is x faster':>32}")
+NBDEV_DEFAULT = Path("/tmp/nbdev2-venv/bin/nbdev_export")
+COURSE_DEFAULT = Path("/tmp/course-v3/notebook2script.py")
+
+
+def main(runs=9, python=sys.executable, nbdev=None, course=None, out=ROOT / "bench/results/export_speed.json"):
+    """Print export times for 3 and 100 notebooks and each contender's ratio to ours; save them to `out`."""
+    record = {"runs": runs, "load_before": os.getloadavg()[0], "cpus": os.cpu_count(), "seconds": {}}
+    nbdev = nbdev or (NBDEV_DEFAULT if NBDEV_DEFAULT.is_file() else None)
+    course = course or (COURSE_DEFAULT if COURSE_DEFAULT.is_file() else None)
+    print(f"python: {python}\nnbdev_export: {nbdev}\ncourse script: {course}")
+    print(f"runs: {runs} (rounds; each runs every tool once in a shuffled order; medians; a warm-up round discarded)")
+    print(f"load average before: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} CPUs)\n")
+    print(f"{'notebooks':>9}  {'tool':<20} {'wall s':>7} {'CPU s':>7}  {'ours (first export) is x faster':>32}")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         for n in (3, 100):
             tools = contenders(tmp, n, python, nbdev, course)
             times = timed_rounds(tools, runs)
-            for name, seconds in times.items():
-                ratio = "" if name.startswith("ours") else f"{seconds / times['ours']:.2f}x"
-                print(f"{n:>9}  {name:<20} {seconds:8.3f}  {ratio:>32}")
-            print(f"{n:>9}  {'ours in-process':<20} {in_process(n, tmp):8.3f}  (export work alone, no start-up)")
-            start = time.perf_counter()
-            subprocess.run([python, "-c", "pass"], check=True)
-            print(f"{n:>9}  {'bare python':<20} {time.perf_counter() - start:8.3f}  (interpreter start-up, one run)")
+            record["seconds"][n] = {name: {"wall": wall, "cpu": cpu} for name, (wall, cpu) in times.items()}
+            for name, (wall, cpu) in times.items():
+                ratio = "" if name.startswith("ours") else \
+                    f"{wall / times['ours'][0]:.2f}x wall, {cpu / times['ours'][1]:.2f}x CPU"
+                print(f"{n:>9}  {name:<20} {wall:7.3f} {cpu:7.3f}  {ratio:>32}")
+            print(f"{n:>9}  {'ours in-process':<20} {in_process(n, tmp):7.3f}          (export work alone, no start-up)")
+        start = time.perf_counter()
+        subprocess.run([python, "-c", "pass"], check=True)
+        print(f"{'':>9}  {'bare python':<20} {time.perf_counter() - start:7.3f}          (interpreter start-up, one run)")
+    record["load_after"] = os.getloadavg()[0]
+    print(f"\nload average after: {record['load_after']:.1f}")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        print(f"saved {out}")
 
 
 if __name__ == "__main__":

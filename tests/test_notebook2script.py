@@ -303,7 +303,8 @@ def test_a_failure_while_writing_leaves_the_old_module_intact(project, monkeypat
         def replace(src, dst):
             raise OSError(5, "Input/output error")
         monkeypatch.setattr(n2s.os, "replace", replace)
-    with pytest.raises(OSError):
+    reason = "No space left on device" if failure == "during the write" else "Input/output error"
+    with pytest.raises(n2s.ToolError, match=f"exp/nb_01.py: cannot write it \\({reason}\\); it was left as it was"):
         project.export()
     monkeypatch.undo()
     assert project.module("nb_01").read_bytes() == old
@@ -320,7 +321,7 @@ def test_only_cells_that_changed_since_the_last_export_are_parsed_again(project,
     monkeypatch.setattr(n2s, "compile", lambda src, *a: parsed.append(src) or real_compile(src, *a), raising=False)
     project.nb("01_x", ["#export\ndef f(): return 1\n", "#export\ng = 3\n"])
     assert project.export()[0] == 0
-    assert parsed == ["g = 3\n"]
+    assert len(parsed) == 1 and "g = 3" in parsed[0] and "return 1" not in parsed[0]
 
 
 def test_code_that_parses_but_cannot_compile_is_refused(project):
@@ -659,3 +660,275 @@ def test_without_settings_ini_the_copied_script_uses_nbs_and_exp_beside_it(proje
     ns = {}
     exec(project.module("nb_01").read_text(encoding="utf-8"), ns)
     assert ns["x"] == 1
+
+
+# ---- the shared command line: what --help shows is what is accepted ------------------------------
+
+import clean_nbs  # noqa: E402
+import run_notebook  # noqa: E402
+
+MAINS = {"notebook2script.py": n2s.cli, "run_notebook.py": run_notebook.main, "clean_nbs.py": clean_nbs.main}
+
+
+def help_text(script):
+    res = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PAGER": "cat"})
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    return res.stdout
+
+
+def help_flags(text):
+    """`{name: (short letter or None, type shown)}` from the FLAGS section of fire's help."""
+    flags, section = {}, None
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            section = line.strip()
+        elif section == "FLAGS" and line.startswith("    -"):
+            spec = line.strip()
+            short = spec[1] if not spec.startswith("--") else None
+            name = spec.split("--", 1)[1].split("=")[0]
+            flags[name] = [short, None]
+        elif section == "FLAGS" and line.strip().startswith("Type: ") and flags:
+            flags[list(flags)[-1]][1] = line.strip()[len("Type: "):]
+    return {name: tuple(v) for name, v in flags.items()}
+
+
+@pytest.mark.parametrize("script", list(MAINS))
+def test_help_lists_exactly_the_flags_the_command_accepts(script):
+    main, text = MAINS[script], help_text(script)
+    shown = help_flags(text)
+    code = main.__code__
+    assert list(shown) == list(code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount])
+    for name, (short, kind) in shown.items():
+        forms = [[f"--{name}"], [f"-{short}"], [f"--{name}=True"]] if kind == "bool" else \
+                [[f"--{name}=7"], [f"--{name}", "7"], [f"-{short}", "7"]]
+        for argv in forms:
+            args, kwargs = n2s.parse_command_line(main, argv)
+            assert args == [] and list(kwargs) == [name], argv
+        if kind == "bool":
+            assert n2s.parse_command_line(main, [f"--{name}=False"])[1] == {name: False}
+            for refused in [f"--{name}=on", f"--{name}=1", f"--no{name}", f"--no-{name}"]:
+                with pytest.raises(n2s.ToolError):
+                    n2s.parse_command_line(main, [refused])
+    for word in ["Usage:", "Exit codes:", "NOTEBOOKS", "POSITIONAL ARGUMENTS"]:
+        assert word in text
+    assert "Optional[]" not in text
+
+
+@pytest.mark.parametrize("script", list(MAINS))
+def test_every_usage_line_in_the_help_is_accepted(script):
+    lines = [line.strip() for line in help_text(script).splitlines() if line.strip().startswith("python ")]
+    assert len(lines) >= 3
+    for line in lines:
+        argv = line.split("#")[0].split()[2:]
+        assert n2s.parse_command_line(MAINS[script], argv) is not None, line
+
+
+@pytest.mark.parametrize("argv", [["-c"], ["--check"], ["--check=True"], ["--up_to=02"], ["--up-to", "02"],
+                                  ["-u", "2"], ["-f", "--up_to=02a"], ["--check=False", "-u", "03"]])
+def test_accepted_flags_mean_what_python_fire_makes_of_them(argv):
+    """The flag forms --help shows give the same call as python-fire's own parser would."""
+    import fire
+
+    calls = []
+
+    def recorder(*notebooks, up_to: str = None, check: bool = False, force: bool = False):
+        calls.append((notebooks, {"up_to": up_to, "check": check, "force": force}))
+
+    fire.Fire(recorder, command=argv)
+    args, kwargs = n2s.parse_command_line(n2s.cli, argv)
+    ours = {"up_to": None, "check": False, "force": False, **kwargs}
+    theirs = calls[0][1]
+    theirs["up_to"] = None if theirs["up_to"] is None else str(theirs["up_to"])  # fire reads `2` as 2
+    assert (tuple(args), ours) == (calls[0][0], theirs)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--check=on"], "--check is a flag and takes no value: write --check alone (or --check=True, "
+                     "--check=False), not --check=on"),
+    (["--chek"], "unknown flag --chek (did you mean --check?); the flags are --up_to, --check, --force"),
+    (["-x"], "unknown flag -x"),
+    (["--check", "--check"], "--check is given twice"),
+    (["--up_to"], "--up_to needs a value"),
+    (["--up_to", "--check"], "--up_to needs a value"),
+    (["01_x", "--up_to=01"], "name notebooks or give --up_to, not both"),
+])
+def test_a_bad_flag_is_one_error_line_exit_2_and_nothing_written(project, argv, message):
+    project.nb("01_x", ["#export\nx = 1\n"])
+    project.export()
+    project.nb("01_x", ["#export\nx = 2\n"])  # stale: any export would rewrite exp/nb_01.py
+    before = project.snapshot()
+    res = project.cli(*argv)
+    assert_clean_error(res)
+    assert res.stderr == f"error: {message}\n" or res.stderr.startswith(f"error: {message}"), res.stderr
+    assert len(res.stderr.splitlines()) == 1 and res.stdout == ""
+    assert project.snapshot() == before
+
+
+def test_check_followed_by_a_notebook_checks_that_notebook(project):
+    project.nb("01_x", ["#export\nx = 1\n"])
+    project.nb("02_y", ["#export\ny = 1\n"])
+    project.export("01_x")
+    res = project.cli("--check", "01_x")
+    assert res.returncode == 0 and "(1 checked)" in res.stdout
+
+
+def test_a_notebook_name_stays_text(project):
+    project.nb("1_000", ["#export\nx = 1\n"])  # fire alone would read `1_000` as the number 1000
+    res = project.cli("1_000")
+    assert res.returncode == 0, res.stderr
+    assert project.module("nb_1").is_file()
+
+
+def test_run_cli_turns_tool_and_os_errors_into_one_line(capsys):
+    def main(*names, flag: bool = False):
+        raise OSError(28, "No space left on device", "exp/nb_01.py")
+
+    with pytest.raises(SystemExit) as exit_:
+        n2s.run_cli(main, [])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "error: exp/nb_01.py: No space left on device\n"
+
+
+# ---- names that cannot become modules, faults of the file system ----------------------------------
+
+@pytest.mark.parametrize("args", [(), ("02-data prep",), ("nbs/02-data prep.ipynb",)])
+def test_a_name_that_cannot_become_a_module_is_refused(project, args):
+    project.nb("01_x", ["#export\nx = 1\n"])
+    project.nb("02-data prep", ["#export\ny = 1\n"])
+    res = project.cli(*args)
+    assert_clean_error(res, "nbs/02-data prep.ipynb: cannot become a module", "ASCII letters and digits")
+    assert not project.exp.exists()
+
+
+def test_a_notebook_that_is_a_folder_is_one_clear_error(project):
+    project.nb("01_x", ["#export\nx = 1\n"])
+    (project.nbs / "02_dir.ipynb").mkdir()
+    res = project.cli()
+    assert_clean_error(res, "nbs/02_dir.ipynb: cannot read it: Is a directory")
+    assert not project.exp.exists()
+    assert_clean_error(project.cli("02_dir"), "is a folder, not a notebook file")
+
+
+def test_a_package_folder_that_is_a_file_is_one_clear_error(project):
+    project.nb("01_x", ["#export\nx = 1\n"])
+    project.exp.write_text("not a folder\n", encoding="utf-8")
+    res = project.cli()
+    assert_clean_error(res, "exp")
+    assert project.exp.read_text(encoding="utf-8") == "not a folder\n"
+
+
+class Refuse:
+    """A stand-in for `open` that refuses to create files, as in a read-only folder."""
+
+    def __init__(self, real_open):
+        self.real_open = real_open
+
+    def __call__(self, path, mode="r", *args, **kwargs):
+        if "w" in mode or "x" in mode:
+            raise PermissionError(13, "Permission denied", str(path))
+        return self.real_open(path, mode, *args, **kwargs)
+
+
+def test_an_unwritable_package_folder_is_one_clear_error_and_nothing_changes(project, monkeypatch):
+    project.nb("01_x", ["#export\nx = 1\n"])
+    project.nb("02_y", ["#export\ny = 1\n"])
+    project.export()
+    project.nb("01_x", ["#export\nx = 2\n"])
+    project.nb("02_y", ["#export\ny = 2\n"])
+    before = project.snapshot()
+    monkeypatch.setattr(n2s, "open", Refuse(open), raising=False)
+    with pytest.raises(n2s.ToolError, match=r"exp/nb_01.py: cannot write it \(Permission denied\); "
+                                            "it was left as it was, as was every other file"):
+        project.export()
+    monkeypatch.undo()
+    assert project.snapshot() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anywhere")
+def test_a_read_only_package_folder_from_the_command_line(project):
+    project.nb("01_x", ["#export\nx = 1\n"])
+    project.export()
+    project.nb("01_x", ["#export\nx = 2\n"])
+    project.exp.chmod(0o555)
+    try:
+        assert_clean_error(project.cli(), "exp/nb_01.py: cannot write it (Permission denied)")
+    finally:
+        project.exp.chmod(0o755)
+
+
+def test_a_full_disk_halfway_through_several_modules_changes_none(project, monkeypatch):
+    for name in ["01_a", "02_b", "03_c"]:
+        project.nb(name, ["#export\nv = 1\n"])
+    project.export()
+    for name in ["01_a", "02_b", "03_c"]:
+        project.nb(name, ["#export\nv = 2\n"])
+    before = project.snapshot()
+    real_open, opened = open, []
+
+    def full_on_the_second(path, mode="r", *args, **kwargs):
+        if "w" in mode:
+            opened.append(path)
+            if len(opened) == 2:
+                return DiskFull(real_open)(path, mode, *args, **kwargs)
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(n2s, "open", full_on_the_second, raising=False)
+    with pytest.raises(n2s.ToolError, match="No space left on device"):
+        project.export()
+    monkeypatch.undo()
+    assert project.snapshot() == before  # the first module's new text was not renamed in either
+
+
+# ---- checking a module's cells in one compile ----------------------------------------------------
+
+@pytest.mark.parametrize("cells, where", [
+    (["#export\ndef f(:\n    pass\n", "#export\nx = 1\n"], "cell 1, line 2"),
+    (["#export\nx = 1\n", "#export\ny = (1,\n"], "cell 2, line 2"),
+    (["#export\ndef f():\n", "#export\n    return 1\n"], "cell 1, line 2"),  # a block split over cells
+    (["#export\ns = '''\n", "#export\nt = 1\n'''\n"], "cell 1, line 2"),  # a string open at a cell's end
+    (["#export\nx = f(\n", "#export\n)\n"], "cell 1, line 2"),  # a bracket open at a cell's end
+    (["#export\nx = 1\n", "#export\nfrom __future__ import annotations\n"], "cell 2, line 2"),
+])
+def test_each_cell_must_stand_alone_and_the_error_names_its_cell(project, cells, where):
+    project.nb("01_x", cells)
+    with pytest.raises(n2s.ExportError, match=f"nbs/01_x.ipynb, {where}: export cell is not valid Python"):
+        project.export()
+    assert not project.exp.exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs at `tmp_path/disk` (skipped where mounting is not allowed, e.g. not root)."""
+    import shutil
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if shutil.which("mount") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                         capture_output=True, text=True)
+    if res.returncode:
+        pytest.skip(f"cannot mount a tmpfs: {res.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_a_really_full_disk_is_one_error_line_and_changes_nothing(tiny_disk):
+    import shutil
+
+    project = Project(tiny_disk / "project")
+    project.nb("01_a", ["#export\na = 1\n"])
+    project.nb("02_b", ["#export\nb = 1\n"])
+    assert project.cli().returncode == 0
+    project.nb("01_a", ["#export\na = 2\n"])
+    project.nb("02_b", ["#export\nb = 2\n" + "x = 0  # padding\n" * 3000])  # a 50 KB module
+    free = shutil.disk_usage(tiny_disk).free
+    (tiny_disk / "filler").write_bytes(b"x" * (free - 16 * 1024))  # 16 KB left
+    before = project.snapshot()
+    res = project.cli()
+    assert_clean_error(res, "exp/nb_02.py: cannot write it (No space left on device)")
+    assert len(res.stderr.splitlines()) == 1
+    assert project.snapshot() == before  # nb_01.py, which fitted, was not replaced either; no temp files

@@ -150,3 +150,72 @@ def test_run_in_process_raises_notebook_failed_on_an_unreadable_notebook(tmp_pat
     with pytest.raises(run_notebook.NotebookFailed, match="nbs/06_broken.ipynb: cannot read the notebook"):
         run_notebook.run(path, save=True, shown="nbs/06_broken.ipynb")
     assert path.read_text(encoding="utf-8") == "not json"
+
+
+# ---- the shared command line and faults ---------------------------------------------------------
+
+def tool_project(root):
+    """The tools copied into `root` with a settings.ini; notebooks go in `root/nbs`."""
+    import shutil
+
+    (root / "nbs").mkdir(parents=True, exist_ok=True)
+    for script in ("notebook2script.py", "clean_nbs.py", "run_notebook.py"):
+        shutil.copy(ROOT / script, root / script)
+    (root / "settings.ini").write_text("[DEFAULT]\nlib_path = exp\nnbs_path = nbs\n", encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--timeout=-1"], "--timeout takes a positive number of seconds, not -1"),
+    (["--timeout", "-1"], "--timeout takes a positive number of seconds, not -1"),
+    (["-t", "0"], "--timeout takes a positive number of seconds, not 0"),
+    (["--timeout=nan"], "--timeout takes a positive number of seconds, not nan"),
+    (["--timeout=abc"], "--timeout takes a number, not 'abc'"),
+    (["--timeout"], "--timeout needs a value"),
+    (["--save=on"], "--save is a flag and takes no value"),
+    (["--sav"], "unknown flag --sav (did you mean --save?)"),
+    (["02_folder"], "02_folder: is a folder, not a notebook file"),
+    (["03-data prep"], "nbs/03-data prep.ipynb: cannot become a module"),
+])
+def test_bad_flags_values_and_names_are_one_error_line_before_any_kernel_starts(tmp_path, argv, message):
+    root = tool_project(tmp_path)
+    write_nb(root / "nbs" / "01_ok.ipynb", ["x = 1\n"])
+    (root / "nbs" / "02_folder.ipynb").mkdir()
+    write_nb(root / "nbs" / "03-data prep.ipynb", ["x = 1\n"])
+    res = subprocess.run([sys.executable, "run_notebook.py", *argv], cwd=root, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and res.stdout == ""
+    assert res.stderr.startswith(f"error: {message}") and len(res.stderr.splitlines()) == 1, res.stderr
+    assert "_1" not in res.stderr
+
+
+def test_a_stem_names_the_notebook(tmp_path):
+    root = tool_project(tmp_path)
+    write_nb(root / "nbs" / "01_ok.ipynb", ["x = 1\n"])
+    res = subprocess.run([sys.executable, "run_notebook.py", "01_ok"], cwd=root, capture_output=True,
+                         text=True, timeout=240)
+    assert res.returncode == 0, res.stderr
+    assert re.fullmatch(r"ok +[\d.]+ s  nbs/01_ok\.ipynb", res.stdout.splitlines()[0])
+
+
+def test_save_on_a_full_disk_keeps_the_notebook_and_says_so_in_one_line(tmp_path, monkeypatch):
+    import notebook2script as n2s
+
+    path = write_nb(tmp_path / "01_ok.ipynb", ["x = 1\n", "print(x)\n"])
+    before = path.read_bytes()
+    real_open = open
+
+    def full(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if "w" in mode:
+            def write(data):
+                raise OSError(28, "No space left on device")
+            f.write = write
+        return f
+
+    monkeypatch.setattr(n2s, "open", full, raising=False)
+    with pytest.raises(n2s.ToolError, match=r"01_ok.ipynb: cannot write it \(No space left on device\)"):
+        run_notebook.run(path, save=True, timeout=60)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_ok.ipynb"]
