@@ -155,13 +155,18 @@ def test_metrics_cb_without_validation_and_cancelled_fit(capsys):
 
 def test_progress_cb_writes_one_row_per_epoch(capsys):
     cb = nb_04.ProgressCB(plot=True)
-    learn = nb_04.Learner(nn.Linear(4, 3), tiny_dls(), cbs=[nb_04.MetricsCB(), cb])
+    seen = []
+    class SeeLoader(nb_04.Callback):
+        order = 30
+        def after_batch(self, learn): seen.append(type(learn.dl))
+    learn = nb_04.Learner(nn.Linear(4, 3), tiny_dls(), cbs=[nb_04.MetricsCB(), cb, SeeLoader()])
     learn.fit(2)
     out = capsys.readouterr().out
     assert 'train_loss' in out and 'valid_accuracy' in out and 'time' in out
     assert len(cb.losses) == 2 * 3 and len(cb.valid_losses) == 2
     assert out.count('epoch') == 1                      # a header, then rows, not a print per pass
-    assert isinstance(learn.dl, nb_04.DataLoader) or hasattr(learn.dl, 'gen')
+    assert set(seen) == {nb_04.DataLoader}
+    assert isinstance(learn.dl, nb_04.DataLoader) and learn.batches is not None   # wrapped, not replaced
 
 
 def test_early_stop_on_real_overfitting_signal():
