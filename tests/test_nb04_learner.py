@@ -1,5 +1,5 @@
-"""`Learner` of `exp.nb_04`: the exact event sequence, cancellation of each scope, fit-time callbacks,
-the optimiser's life cycle and the state kept on the learner."""
+"""`Learner` of `exp.nb_04`: the exact event sequence, cancellation of each scope, fit-time
+callbacks, the optimiser's life cycle and the state kept on the learner."""
 import pytest
 import torch
 from torch import nn
@@ -17,9 +17,9 @@ def one_thread():
     yield
     torch.set_num_threads(n)
 
-EVENTS = ('before_fit after_fit before_epoch after_epoch before_batch after_batch predict after_predict '
-          'get_loss after_loss backward after_backward step after_step zero_grad after_cancel_fit '
-          'after_cancel_epoch after_cancel_batch').split()
+EVENTS = ('before_fit after_fit before_epoch after_epoch before_batch after_batch predict '
+          'after_predict get_loss after_loss backward after_backward step after_step zero_grad '
+          'after_cancel_fit after_cancel_epoch after_cancel_batch').split()
 
 
 class Recorder(nb_04.Callback):
@@ -61,7 +61,8 @@ def batch_events(p, training):
 
 
 def expected(n_epochs, n_train=3, n_valid=2, train=True, valid=True):
-    epoch = lambda p, n: [f'before_epoch {p}'] + batch_events(p, p == 'T') * n + [f'after_epoch {p}']
+    def epoch(p, n):
+        return [f'before_epoch {p}', *batch_events(p, p == 'T') * n, f'after_epoch {p}']
     per_epoch = (epoch('T', n_train) if train else []) + (epoch('V', n_valid) if valid else [])
     return ['before_fit'] + per_epoch * n_epochs + ['after_fit']
 
@@ -121,7 +122,8 @@ def test_cancel_epoch_in_validation_keeps_training():
     log = fit_log(RaiseAt('before_epoch', nb_04.CancelEpochException, n=1), n_epochs=2)  # 1st valid
     assert log.count('before_batch V') == 2 and log.count('before_batch T') == 6
     i = log.index('after_cancel_epoch V')
-    assert log[i - 1:i + 3] == ['before_epoch V', 'after_cancel_epoch V', 'after_epoch V', 'before_epoch T']
+    assert log[i - 1:i + 3] == ['before_epoch V', 'after_cancel_epoch V', 'after_epoch V',
+                                'before_epoch T']
 
 
 def test_cancel_fit_ends_the_fit_and_still_runs_after_fit():
@@ -174,7 +176,8 @@ def test_a_traincb_subclass_replaces_the_default_and_two_are_refused():
 
 @pytest.mark.parametrize('n', [-1, 1.5, '2', True])
 def test_bad_n_epochs(n):
-    with pytest.raises(ValueError, match='n_epochs'): nb_04.Learner(nn.Linear(4, 2), tiny_dls()).fit(n)
+    learn = nb_04.Learner(nn.Linear(4, 2), tiny_dls())
+    with pytest.raises(ValueError, match='n_epochs'): learn.fit(n)
 
 
 def test_state_lives_on_the_learner():
