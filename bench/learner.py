@@ -14,11 +14,11 @@ the ratio to 03's `fit` with the same kind of output:
 - 03 `fit(progress=False)`  vs  Learner + MetricsCB(show=False)              (no display)
 - Learner with only its TrainCB: the loop itself, no metrics.
 
-Console output is captured (the terminal's drawing speed is not measured). The default clock is this
-process's CPU time (`time.process_time`): on a shared, busy machine the wall clock also counts the
-time other processes held the core, which made wall-clock ratios swing between 1.05 and 1.25 from one
-run to the next while CPU-time ratios stayed within a few percent. Target: the callbacks cost at most
-10% (ratio <= 1.10).
+Console output is captured (the terminal's drawing speed is not measured). The default clock is
+this process's CPU time (`time.process_time`): on a shared, busy machine the wall clock also counts
+the time other processes held the core, which made wall-clock ratios swing between 1.05 and 1.25
+from one run to the next while CPU-time ratios stayed within a few percent. Target: the callbacks
+cost at most 10% (ratio <= 1.10).
 """
 import contextlib
 import io
