@@ -255,3 +255,16 @@ def test_learner_trains_like_a_plain_loop():
                     opt.step(); opt.zero_grad()
         results.append([p.detach().clone() for p in model.parameters()])
     for a, b in zip(*results): torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def public_defs_without_docstring(module):
+    "Names of public functions, classes and methods in `module`'s source that lack a docstring."
+    import ast, inspect
+    tree = ast.parse(inspect.getsource(module))
+    return [n.name for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith('_')
+            and not ast.get_docstring(n)]
+
+
+def test_every_public_def_has_a_docstring():
+    assert public_defs_without_docstring(nb_04) == []

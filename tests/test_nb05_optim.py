@@ -177,3 +177,11 @@ def test_matches_torch_on_cuda(ours, theirs, hypers):
         for m, o in ((m1, o1), (m2, o2)):
             F.cross_entropy(m(x), y).backward(); o.step(); o.zero_grad()
     assert max_diff(m1, m2) <= 1e-5
+
+
+def test_every_public_def_has_a_docstring():
+    import ast, inspect
+    tree = ast.parse(inspect.getsource(nb_05))
+    missing = [n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+               and not n.name.startswith('_') and not ast.get_docstring(n)]
+    assert missing == []

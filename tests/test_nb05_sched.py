@@ -182,3 +182,11 @@ def test_lr_find_restores_even_when_a_callback_fails():
 
 def test_lr_finder_cb_bad_range():
     with pytest.raises(ValueError, match='start_lr'): nb_05.LRFinderCB(start_lr=1., end_lr=0.1)
+
+
+def test_importing_the_modules_does_not_import_matplotlib():
+    import subprocess, sys
+    code = "import sys, exp.nb_05; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'False'
