@@ -2,6 +2,7 @@
 callbacks, the optimiser's life cycle and the state kept on the learner."""
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from exp import nb_04
@@ -268,3 +269,17 @@ def public_defs_without_docstring(module):
 
 def test_every_public_def_has_a_docstring():
     assert public_defs_without_docstring(nb_04) == []
+
+
+@settings(deadline=None, max_examples=30)
+@given(st.integers(0, 3), st.integers(1, 9), st.integers(1, 9), st.integers(1, 4), st.booleans(),
+       st.booleans())
+def test_event_sequence_for_any_shape_of_fit(n_epochs, n_train, n_valid, bs, train, valid):
+    g = torch.Generator().manual_seed(0)
+    xt, yt = torch.randn(n_train, 4, generator=g), torch.randint(0, 2, (n_train,), generator=g)
+    xv, yv = torch.randn(n_valid, 4, generator=g), torch.randint(0, 2, (n_valid,), generator=g)
+    rec = Recorder()
+    dls = nb_04.get_dls(xt, yt, xv, yv, bs, valid_bs=bs)
+    nb_04.Learner(nn.Linear(4, 2), dls, cbs=rec).fit(n_epochs, train=train, valid=valid)
+    n_tb, n_vb = -(-n_train // bs), -(-n_valid // bs)
+    assert rec.log == expected(n_epochs, n_tb, n_vb, train=train, valid=valid)
