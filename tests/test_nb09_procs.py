@@ -1,0 +1,114 @@
+"""`exp.nb_09` with real process groups: 2 processes, gloo, 127.0.0.1, a free port, a timeout on each.
+
+Each `launch` costs a few seconds (two Pythons importing torch), so one launch checks several things.
+"""
+import copy
+import faulthandler
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from exp import nb_09
+
+pytestmark = pytest.mark.nb09
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def watchdog():
+    "A hard limit: a test that hangs dumps its stack and ends pytest instead of blocking CI."
+    faulthandler.dump_traceback_later(150, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+def data(n=96, n_in=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, n_in, dtype=torch.float64, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def model_of(n_in=8):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(n_in, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)).double()
+
+
+def training_worker(model, x, y, bs, lr, epochs):
+    "Runs on every rank: the hand-written and the DDP loops from the same start."
+    return {'by_hand': nb_09.train_by_hand(copy.deepcopy(model), x, y, bs, lr, epochs),
+            'ddp': nb_09.train_ddp(copy.deepcopy(model), x, y, bs, lr, epochs)}
+
+
+def assert_same_weights(a, b, atol=1e-6):
+    assert a.keys() == b.keys()
+    for k in a: assert torch.allclose(a[k], b[k], rtol=0, atol=atol), (k, (a[k] - b[k]).abs().max())
+
+
+def test_two_ranks_train_like_one_process_on_the_global_batch():
+    model, (x, y) = model_of(), data()
+    res = nb_09.launch(training_worker, model, x, y, 16, 0.2, 3, world_size=2, timeout=120)
+    one = nb_09.train_by_hand(copy.deepcopy(model), x, y, 16, 0.2, 3)   # world of 1, batches of 16
+    for loop in ['by_hand', 'ddp']:
+        assert_same_weights(res[0][loop], res[1][loop], atol=0)        # identical on both ranks
+        assert_same_weights(res[0][loop], one)                          # float64, 1e-6
+    assert (one['0.weight'] - model[0].weight).abs().max() > 1e-2      # and training moved them
+
+
+def test_a_rank_that_raises_ends_the_run_fast_and_frees_the_port():
+    port = nb_09.free_port()
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match=r'^launch: rank 1 of 2 failed: ValueError: rank 1 gives up'):
+        nb_09.launch(nb_09.fail_on_rank, 1, world_size=2, port=port, timeout=60)
+    assert time.monotonic() - t0 < 30        # rank 0 waits in an all_reduce: it was stopped, not timed out
+    assert nb_09.port_is_free(port)
+
+
+def test_launch_timeout_stops_every_rank():
+    with pytest.raises(TimeoutError, match=r'ranks \[0, 1\] of 2 still running after 4s'):
+        nb_09.launch(time.sleep, 60, world_size=2, timeout=4)
+
+
+def test_launch_bad_world_size():
+    with pytest.raises(ValueError, match='world_size must be an int >= 1'):
+        nb_09.launch(print, world_size=0)
+
+
+SCRIPT = '''
+import sys, torch
+from exp import nb_09
+rank, world_size = nb_09.init_distributed(timeout=30)
+torch.manual_seed(0)
+g = torch.Generator().manual_seed(1)
+x, y = torch.randn(64, 8, dtype=torch.float64, generator=g), torch.randint(0, 3, (64,), generator=g)
+sd = nb_09.train_ddp(torch.nn.Linear(8, 3).double(), x, y, 16, 0.1, 2)
+torch.save(sd, f'{sys.argv[1]}/rank{rank}.pt')
+print(f'rank {rank} of {world_size} done')
+nb_09.dist.destroy_process_group()
+'''
+
+
+def test_two_torchrun_agents_as_two_nodes(tmp_path):
+    "Two `torchrun` agents (`--nnodes=2 --nproc_per_node=1`) meet by c10d rendezvous on 127.0.0.1."
+    script = tmp_path / 'train.py'
+    script.write_text(SCRIPT, encoding='utf-8')
+    port = nb_09.free_port()
+    torchrun = Path(sys.executable).with_name('torchrun')
+    cmd = [str(torchrun), '--nnodes=2', '--nproc_per_node=1', '--rdzv_backend=c10d',
+           f'--rdzv_endpoint=127.0.0.1:{port}', '--rdzv_id=nb09test', '--local_addr=127.0.0.1',
+           '--max_restarts=0', str(script), str(tmp_path)]
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
+    agents = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True) for _ in range(2)]
+    try:
+        outs = [a.communicate(timeout=120)[0] for a in agents]
+    finally:
+        for a in agents:
+            if a.poll() is None: a.kill(); a.wait()
+    assert all(a.returncode == 0 for a in agents), outs
+    w0, w1 = torch.load(tmp_path / 'rank0.pt'), torch.load(tmp_path / 'rank1.pt')
+    assert_same_weights(w0, w1, atol=0)
+    assert nb_09.port_is_free(port)
