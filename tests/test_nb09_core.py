@@ -117,3 +117,49 @@ def test_unreachable_master_addr_names_it(addr):
         nb_09.init_distributed(rank=1, world_size=2, addr=addr, port=port, timeout=1)
     assert time.monotonic() - t0 < 30
     assert not nb_09.dist.is_initialized()
+
+
+def small_learner(cbs, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x, xv = torch.randn(512, 20, generator=g), torch.randn(128, 20, generator=g)
+    w = torch.randn(20, 4, generator=g)
+    y, yv = (x @ w).argmax(1), (xv @ w).argmax(1)                     # a learnable 4-class problem
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(20, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    return nb_09.Learner(model, nb_09.get_dls(x, y, xv, yv, 32), lr=0.5,
+                         cbs=[nb_09.MetricsCB(show=False), *cbs])
+
+
+def test_distributed_cb_without_launcher_trains_in_one_process_with_a_note(monkeypatch, capsys):
+    for k in ['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']: monkeypatch.delenv(k, raising=False)
+    learn, plain = small_learner([nb_09.DistributedCB(seed=1)]), small_learner([])
+    model = learn.model
+    learn.fit(4)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ['DistributedCB: no launcher (RANK is not set): training in this one process']
+    assert learn.model is model and not isinstance(learn.model, nb_09.DDP)    # unwrapped after the fit
+    assert not nb_09.dist.is_initialized()
+    plain.fit(4)
+    assert learn.metrics.last['valid_accuracy'] > 0.8 and plain.metrics.last['valid_accuracy'] > 0.8
+
+
+def test_distributed_cb_batch_size_must_divide(monkeypatch):
+    monkeypatch.setattr(nb_09, 'get_world_size', lambda: 3)
+    learn = small_learner([nb_09.DistributedCB(seed=1)])
+    with pytest.raises(ValueError, match='batch size 32 is not divisible by the world size 3'):
+        learn.fit(1)
+
+
+def test_mixed_precision_on_cpu_keeps_float32_parameters_and_the_loss():
+    "bfloat16 keeps 8 bits of mantissa (2-3 digits): after 4 epochs the losses agree within 15% (stated tolerance)."
+    seen = []
+    class Dtypes(nb_09.Callback):
+        def after_loss(self, learn): seen.append((learn.preds.dtype, learn.loss.dtype))
+    mixed, full = small_learner([nb_09.MixedPrecisionCB(), Dtypes()]), small_learner([])
+    mixed.fit(4); full.fit(4)
+    assert all(p.dtype == torch.float32 for p in mixed.model.parameters())
+    assert seen[0] == (torch.bfloat16, torch.float32)              # autocast: matmuls in bf16, loss in f32
+    for k in ['train_loss', 'valid_loss']:
+        assert mixed.metrics.last[k] == pytest.approx(full.metrics.last[k], rel=0.15), k
+    assert mixed.metrics.last[k] != full.metrics.last[k]          # it really ran in lower precision
+    assert mixed.metrics.last['valid_accuracy'] > 0.8

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from exp import nb_09
 
@@ -37,10 +38,21 @@ def model_of(n_in=8):
     return torch.nn.Sequential(torch.nn.Linear(n_in, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)).double()
 
 
-def training_worker(model, x, y, bs, lr, epochs):
-    "Runs on every rank: the hand-written and the DDP loops from the same start."
+class SeenRows(nb_09.Callback):
+    "Records which training rows this rank saw, per epoch (column 0 of x holds the row's id / 1000)."
+    def __init__(self): self.epochs = []
+    def before_epoch(self, learn):
+        if learn.training: self.epochs.append([])
+    def before_batch(self, learn):
+        if learn.training: self.epochs[-1] += (learn.batch[0][:, 0] * 1000).round().long().tolist()
+
+
+def training_worker(model, x, y, xv, yv, bs, lr, epochs):
+    "Runs on every rank: the hand-written loop, the DDP loop and the Learner with DistributedCB."
     return {'by_hand': nb_09.train_by_hand(copy.deepcopy(model), x, y, bs, lr, epochs),
-            'ddp': nb_09.train_ddp(copy.deepcopy(model), x, y, bs, lr, epochs)}
+            'ddp': nb_09.train_ddp(copy.deepcopy(model), x, y, bs, lr, epochs),
+            'learner': nb_09.fit_with_cb(copy.deepcopy(model), x, y, xv, yv, bs, lr, epochs, seed=0,
+                                         cbs=[SeenRows()])}
 
 
 def assert_same_weights(a, b, atol=1e-6):
@@ -48,14 +60,45 @@ def assert_same_weights(a, b, atol=1e-6):
     for k in a: assert torch.allclose(a[k], b[k], rtol=0, atol=atol), (k, (a[k] - b[k]).abs().max())
 
 
-def test_two_ranks_train_like_one_process_on_the_global_batch():
-    model, (x, y) = model_of(), data()
-    res = nb_09.launch(training_worker, model, x, y, 16, 0.2, 3, world_size=2, timeout=120)
+@pytest.fixture(scope='module')
+def two_ranks():
+    "One launch of `training_worker` on 2 ranks (96 training rows, 31 validation rows: not divisible by 2)."
+    model, (x, y), (xv, yv) = model_of(), data(), data(31, seed=2)
+    x[:, 0] = torch.arange(len(x), dtype=torch.float64) / 1000          # row ids, for SeenRows
+    res = nb_09.launch(training_worker, model, x, y, xv, yv, 16, 0.2, 3, world_size=2, timeout=120)
+    return model, (x, y, xv, yv), res
+
+
+def test_two_ranks_train_like_one_process_on_the_global_batch(two_ranks):
+    model, (x, y, xv, yv), res = two_ranks
     one = nb_09.train_by_hand(copy.deepcopy(model), x, y, 16, 0.2, 3)   # world of 1, batches of 16
-    for loop in ['by_hand', 'ddp']:
-        assert_same_weights(res[0][loop], res[1][loop], atol=0)        # identical on both ranks
-        assert_same_weights(res[0][loop], one)                          # float64, 1e-6
+    weights = [{**r, 'learner': r['learner']['weights']} for r in res]
+    for loop in ['by_hand', 'ddp', 'learner']:
+        assert_same_weights(weights[0][loop], weights[1][loop], atol=0)   # identical on both ranks
+        assert_same_weights(weights[0][loop], one)                         # float64, 1e-6
     assert (one['0.weight'] - model[0].weight).abs().max() > 1e-2      # and training moved them
+
+
+def test_validation_metrics_equal_on_ranks_and_to_one_process(two_ranks):
+    model, (x, y, xv, yv), res = two_ranks
+    h0, h1 = res[0]['learner']['history'], res[1]['learner']['history']
+    assert h0 == h1 and len(h0) == 3                                     # every rank reports the same
+    trained = copy.deepcopy(model)
+    trained.load_state_dict(res[0]['learner']['weights'])
+    with torch.no_grad(): out = trained(xv)                             # one process, all 31 rows
+    assert h0[-1]['valid_loss'] == pytest.approx(F.cross_entropy(out, yv).item(), abs=1e-9)
+    assert h0[-1]['valid_accuracy'] == pytest.approx((out.argmax(1) == yv).double().mean().item(), abs=1e-12)
+
+
+def test_every_training_row_seen_once_per_epoch_in_a_new_order(two_ranks):
+    model, (x, y, xv, yv), res = two_ranks
+    seen = [r['learner']['cbs'][0].epochs for r in res]                # [rank][epoch] -> row ids
+    orders = []
+    for epoch in range(3):
+        rows = seen[0][epoch] + seen[1][epoch]
+        assert sorted(rows) == list(range(len(x)))                      # 96 rows: each exactly once
+        orders.append(seen[0][epoch])
+    assert orders[0] != orders[1] != orders[2]
 
 
 def test_a_rank_that_raises_ends_the_run_fast_and_frees_the_port():
