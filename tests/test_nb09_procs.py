@@ -123,13 +123,14 @@ def test_launch_bad_world_size():
 SCRIPT = '''
 import sys, torch
 from exp import nb_09
-rank, world_size = nb_09.init_distributed(timeout=30)
 torch.manual_seed(0)
 g = torch.Generator().manual_seed(1)
 x, y = torch.randn(64, 8, dtype=torch.float64, generator=g), torch.randint(0, 3, (64,), generator=g)
-sd = nb_09.train_ddp(torch.nn.Linear(8, 3).double(), x, y, 16, 0.1, 2)
-torch.save(sd, f'{sys.argv[1]}/rank{rank}.pt')
-print(f'rank {rank} of {world_size} done')
+model = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)).double()
+res = nb_09.fit_with_cb(model, x, y, x[:10], y[:10], 16, 0.1, 2)    # DistributedCB joins from the env
+rank = nb_09.get_rank()
+torch.save(res['weights'], f'{sys.argv[1]}/rank{rank}.pt')
+print(f'rank {rank} of {nb_09.get_world_size()} done')
 nb_09.dist.destroy_process_group()
 '''
 
@@ -154,4 +155,5 @@ def test_two_torchrun_agents_as_two_nodes(tmp_path):
     assert all(a.returncode == 0 for a in agents), outs
     w0, w1 = torch.load(tmp_path / 'rank0.pt'), torch.load(tmp_path / 'rank1.pt')
     assert_same_weights(w0, w1, atol=0)
+    assert 'rank 0 of 2 done' in outs[0] + outs[1] and 'rank 1 of 2 done' in outs[0] + outs[1]
     assert nb_09.port_is_free(port)
