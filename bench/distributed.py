@@ -18,8 +18,8 @@ training images, `warmup` steps then `steps` timed steps, and reports the median
 Results: the scaling ratio (2 processes, bare DDP) / (1 process x 1 thread), and Learner / bare DDP.
 Targets: >= 1.4x, and the Learner within 10% of the bare DDP loop. A busy machine depresses the
 scaling (two processes need two idle cores): the load average (`uptime`) is printed and saved.
-Under `torchrun` the script times the three loops on the group it is given (rank 0 prints); on GPUs each
-rank uses the GPU `LOCAL_RANK` names, and steps are timed after `torch.cuda.synchronize()`.
+Under `torchrun` the script times the three loops on the group it is given (rank 0 prints); on GPUs
+each rank uses the GPU `LOCAL_RANK` names, and steps are timed after `torch.cuda.synchronize()`.
 """
 import contextlib
 import io
@@ -70,7 +70,7 @@ def now(device):
 
 
 def bare_loop(model_name, bs, warmup, steps, lr=0.1, ddp=False, by_hand=False):
-    "Worker: median seconds of a step (and of its all-reduce, if by hand): bare, DDP or by-hand loop."
+    "Worker: median seconds of a step (and of its all-reduce if by hand) of a bare/DDP/by-hand loop."
     device = nb_09.rank_device()
     if device.type == 'cuda': torch.cuda.set_device(device)
     x, y = (t.to(device) for t in get_data())
@@ -93,7 +93,7 @@ def bare_loop(model_name, bs, warmup, steps, lr=0.1, ddp=False, by_hand=False):
 
 
 class StepTimer(nb_09.Callback):
-    "Times each training batch, from one `before_batch` to the next; stops the fit after `n` batches."
+    "Times each training batch (one `before_batch` to the next); stops the fit after `n` batches."
     order = 100
     def __init__(self, n): self.n, self.times, self.t0 = n, [], None
     def before_batch(self, learn):
@@ -110,8 +110,8 @@ def learner_loop(model_name, bs, warmup, steps, lr=0.1):
     timer = StepTimer(warmup + steps)
     dls = nb_09.get_dls(x, y, x[:bs], y[:bs], bs)
     learn = nb_09.Learner(get_model(model_name), dls, F.cross_entropy, lr=lr,
-                          cbs=[nb_09.DistributedCB(seed=0), nb_09.DeviceCB(), nb_09.MetricsCB(show=False),
-                               timer])
+                          cbs=[nb_09.DistributedCB(seed=0), nb_09.DeviceCB(),
+                               nb_09.MetricsCB(show=False), timer])
     learn.fit(1, valid=False)
     return statistics.median(timer.times[warmup:]), None
 
