@@ -1,4 +1,4 @@
-"""`exp.nb_09` in one process: sharding against torch's `DistributedSampler`, the helpers, and clear errors."""
+"""`exp.nb_09` in one process: sharding against torch's `DistributedSampler`, helpers, errors."""
 import faulthandler
 import os
 import socket
@@ -24,12 +24,13 @@ def ds_of(n):
     return nb_09.Dataset(torch.arange(n), torch.arange(n))
 
 
-@pytest.mark.parametrize('n,world_size,bs', [(10, 2, 3), (11, 3, 2), (5, 4, 1), (64, 2, 16), (7, 1, 4)])
+@pytest.mark.parametrize('n,world_size,bs',
+                         [(10, 2, 3), (11, 3, 2), (5, 4, 1), (64, 2, 16), (7, 1, 4)])
 def test_shards_equal_torch_distributed_sampler(n, world_size, bs):
     for epoch in range(3):
         for rank in range(world_size):
             ours = nb_09.ShardSampler(ds_of(n), bs, rank=rank, world_size=world_size, seed=3)
-            theirs = torch.utils.data.DistributedSampler(ds_of(n), world_size, rank, shuffle=True, seed=3)
+            theirs = torch.utils.data.DistributedSampler(ds_of(n), world_size, rank, seed=3)
             ours.set_epoch(epoch); theirs.set_epoch(epoch)
             batches = list(ours)
             assert torch.cat(batches).tolist() == list(theirs)
@@ -51,7 +52,7 @@ def test_every_sample_once_per_epoch_in_a_new_order(world_size):
 
 
 def test_global_batches_match_one_process():
-    "The k-th batches of all ranks together are the k-th batch of one process at the global batch size."
+    "The k-th batches of all ranks together are the k-th batch of one process at the global size."
     n, world_size, b = 50, 2, 4
     one = list(nb_09.ShardSampler(ds_of(n), world_size * b, rank=0, world_size=1, seed=5))
     ranks = [list(nb_09.ShardSampler(ds_of(n), b, rank=r, world_size=world_size, seed=5))
@@ -67,10 +68,11 @@ def test_padding_and_no_padding(n, world_size):
               for r in range(world_size)]
     assert len({len(p) for p in padded}) == 1                 # as many steps on every rank
     seen = torch.cat(padded).tolist()
-    assert set(seen) == set(range(n)) and len(seen) - n == -n % world_size   # repeats only to even out
+    assert set(seen) == set(range(n)) and len(seen) - n == -n % world_size   # repeats: to even out
     unpadded = [torch.cat(list(nb_09.ShardSampler(ds_of(n), 2, rank=r, world_size=world_size,
-                                                   shuffle=False, pad=False))) for r in range(world_size)]
-    assert sorted(torch.cat(unpadded).tolist()) == list(range(n))       # validation: each exactly once
+                                                   shuffle=False, pad=False)))
+                for r in range(world_size)]
+    assert sorted(torch.cat(unpadded).tolist()) == list(range(n))   # validation: each exactly once
 
 
 def test_sampler_errors():
@@ -101,7 +103,8 @@ def test_ports():
 
 
 def test_init_errors(monkeypatch):
-    for k in ['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']: monkeypatch.delenv(k, raising=False)
+    for k in ['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']:
+        monkeypatch.delenv(k, raising=False)
     with pytest.raises(ValueError, match='RANK is not set'):
         nb_09.init_distributed()
     with pytest.raises(ValueError, match='0 <= rank < world_size'):
@@ -131,13 +134,14 @@ def small_learner(cbs, seed=0):
 
 
 def test_distributed_cb_without_launcher_trains_in_one_process_with_a_note(monkeypatch, capsys):
-    for k in ['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']: monkeypatch.delenv(k, raising=False)
+    for k in ['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']:
+        monkeypatch.delenv(k, raising=False)
     learn, plain = small_learner([nb_09.DistributedCB(seed=1)]), small_learner([])
     model = learn.model
     learn.fit(4)
     out = capsys.readouterr().out.strip().splitlines()
     assert out == ['DistributedCB: no launcher (RANK is not set): training in this one process']
-    assert learn.model is model and not isinstance(learn.model, nb_09.DDP)    # unwrapped after the fit
+    assert learn.model is model and not isinstance(learn.model, nb_09.DDP)   # unwrapped after fit
     assert not nb_09.dist.is_initialized()
     plain.fit(4)
     assert learn.metrics.last['valid_accuracy'] > 0.8 and plain.metrics.last['valid_accuracy'] > 0.8
@@ -151,14 +155,14 @@ def test_distributed_cb_batch_size_must_divide(monkeypatch):
 
 
 def test_mixed_precision_on_cpu_keeps_float32_parameters_and_the_loss():
-    "bfloat16 keeps 8 bits of mantissa (2-3 digits): after 4 epochs the losses agree within 15% (stated tolerance)."
+    "bfloat16 has 8 bits of mantissa (2-3 digits): after 4 epochs the losses agree within 15%."
     seen = []
     class Dtypes(nb_09.Callback):
         def after_loss(self, learn): seen.append((learn.preds.dtype, learn.loss.dtype))
     mixed, full = small_learner([nb_09.MixedPrecisionCB(), Dtypes()]), small_learner([])
     mixed.fit(4); full.fit(4)
     assert all(p.dtype == torch.float32 for p in mixed.model.parameters())
-    assert seen[0] == (torch.bfloat16, torch.float32)              # autocast: matmuls in bf16, loss in f32
+    assert seen[0] == (torch.bfloat16, torch.float32)   # autocast: matmuls in bf16, loss in f32
     for k in ['train_loss', 'valid_loss']:
         assert mixed.metrics.last[k] == pytest.approx(full.metrics.last[k], rel=0.15), k
     assert mixed.metrics.last[k] != full.metrics.last[k]          # it really ran in lower precision

@@ -1,6 +1,6 @@
-"""`exp.nb_09` with real process groups: 2 processes, gloo, 127.0.0.1, a free port, a timeout on each.
+"""`exp.nb_09` with real process groups: 2 processes, gloo, 127.0.0.1, a free port, a timeout each.
 
-Each `launch` costs a few seconds (two Pythons importing torch), so one launch checks several things.
+Each `launch` costs seconds (two Pythons importing torch), so one launch checks several things.
 """
 import copy
 import faulthandler
@@ -30,16 +30,18 @@ def watchdog():
 
 def data(n=96, n_in=8, seed=1):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, n_in, dtype=torch.float64, generator=g), torch.randint(0, 3, (n,), generator=g)
+    x = torch.randn(n, n_in, dtype=torch.float64, generator=g)
+    return x, torch.randint(0, 3, (n,), generator=g)
 
 
 def model_of(n_in=8):
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(n_in, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)).double()
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(n_in, 6), nn.ReLU(), nn.Linear(6, 3)).double()
 
 
 class SeenRows(nb_09.Callback):
-    "Records which training rows this rank saw, per epoch (column 0 of x holds the row's id / 1000)."
+    "Records the training rows this rank saw, per epoch (column 0 of x holds the row id / 1000)."
     def __init__(self): self.epochs = []
     def before_epoch(self, learn):
         if learn.training: self.epochs.append([])
@@ -62,7 +64,7 @@ def assert_same_weights(a, b, atol=1e-6):
 
 @pytest.fixture(scope='module')
 def two_ranks():
-    "One launch of `training_worker` on 2 ranks (96 training rows, 31 validation rows: not divisible by 2)."
+    "One launch of `training_worker` on 2 ranks (96 training rows; 31 validation rows: odd)."
     model, (x, y), (xv, yv) = model_of(), data(), data(31, seed=2)
     x[:, 0] = torch.arange(len(x), dtype=torch.float64) / 1000          # row ids, for SeenRows
     res = nb_09.launch(training_worker, model, x, y, xv, yv, 16, 0.2, 3, world_size=2, timeout=120)
@@ -82,12 +84,13 @@ def test_two_ranks_train_like_one_process_on_the_global_batch(two_ranks):
 def test_validation_metrics_equal_on_ranks_and_to_one_process(two_ranks):
     model, (x, y, xv, yv), res = two_ranks
     h0, h1 = res[0]['learner']['history'], res[1]['learner']['history']
-    assert h0 == h1 and len(h0) == 3                                     # every rank reports the same
+    assert h0 == h1 and len(h0) == 3                         # every rank reports the same
     trained = copy.deepcopy(model)
     trained.load_state_dict(res[0]['learner']['weights'])
     with torch.no_grad(): out = trained(xv)                             # one process, all 31 rows
     assert h0[-1]['valid_loss'] == pytest.approx(F.cross_entropy(out, yv).item(), abs=1e-9)
-    assert h0[-1]['valid_accuracy'] == pytest.approx((out.argmax(1) == yv).double().mean().item(), abs=1e-12)
+    acc = (out.argmax(1) == yv).double().mean().item()
+    assert h0[-1]['valid_accuracy'] == pytest.approx(acc, abs=1e-12)
 
 
 def test_every_training_row_seen_once_per_epoch_in_a_new_order(two_ranks):
@@ -104,9 +107,10 @@ def test_every_training_row_seen_once_per_epoch_in_a_new_order(two_ranks):
 def test_a_rank_that_raises_ends_the_run_fast_and_frees_the_port():
     port = nb_09.free_port()
     t0 = time.monotonic()
-    with pytest.raises(RuntimeError, match=r'^launch: rank 1 of 2 failed: ValueError: rank 1 gives up'):
+    msg = r'^launch: rank 1 of 2 failed: ValueError: rank 1 gives up'
+    with pytest.raises(RuntimeError, match=msg):
         nb_09.launch(nb_09.fail_on_rank, 1, world_size=2, port=port, timeout=60)
-    assert time.monotonic() - t0 < 30        # rank 0 waits in an all_reduce: it was stopped, not timed out
+    assert time.monotonic() - t0 < 30   # rank 0 waited in an all_reduce: stopped, not timed out
     assert nb_09.port_is_free(port)
 
 
@@ -122,14 +126,18 @@ def test_launch_bad_world_size():
 
 SCRIPT = '''
 import sys, torch
+import torch.nn.functional as F
 from exp import nb_09
 torch.manual_seed(0)
 g = torch.Generator().manual_seed(1)
 x, y = torch.randn(64, 8, dtype=torch.float64, generator=g), torch.randint(0, 3, (64,), generator=g)
 model = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)).double()
-res = nb_09.fit_with_cb(model, x, y, x[:10], y[:10], 16, 0.1, 2)    # DistributedCB joins from the env
+dls = nb_09.get_dls(x, y, x[:10], y[:10], 16)
+learn = nb_09.Learner(model, dls, F.cross_entropy, lr=0.1,
+                      cbs=[nb_09.DistributedCB(seed=0), nb_09.MetricsCB()])   # joins from the env
+learn.fit(2)
 rank = nb_09.get_rank()
-torch.save(res['weights'], f'{sys.argv[1]}/rank{rank}.pt')
+torch.save(learn.model.state_dict(), f'{sys.argv[1]}/rank{rank}.pt')
 print(f'rank {rank} of {nb_09.get_world_size()} done')
 nb_09.dist.destroy_process_group()
 '''
@@ -145,8 +153,8 @@ def test_two_torchrun_agents_as_two_nodes(tmp_path):
            f'--rdzv_endpoint=127.0.0.1:{port}', '--rdzv_id=nb09test', '--local_addr=127.0.0.1',
            '--max_restarts=0', str(script), str(tmp_path)]
     env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
-    agents = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True) for _ in range(2)]
+    agents = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     try:
         outs = [a.communicate(timeout=120)[0] for a in agents]
     finally:
@@ -155,5 +163,7 @@ def test_two_torchrun_agents_as_two_nodes(tmp_path):
     assert all(a.returncode == 0 for a in agents), outs
     w0, w1 = torch.load(tmp_path / 'rank0.pt'), torch.load(tmp_path / 'rank1.pt')
     assert_same_weights(w0, w1, atol=0)
-    assert 'rank 0 of 2 done' in outs[0] + outs[1] and 'rank 1 of 2 done' in outs[0] + outs[1]
+    out = outs[0] + outs[1]
+    assert 'rank 0 of 2 done' in out and 'rank 1 of 2 done' in out
+    assert out.count('valid_accuracy') == 2          # 2 epochs, printed by rank 0 alone
     assert nb_09.port_is_free(port)
