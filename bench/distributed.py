@@ -70,7 +70,7 @@ def now(device):
 
 
 def bare_loop(model_name, bs, warmup, steps, lr=0.1, ddp=False, by_hand=False):
-    "Worker: median seconds of a step (and of its all-reduce if by hand) of a bare/DDP/by-hand loop."
+    "Worker: median seconds of a step (and of its all-reduce, by hand): bare, DDP or by-hand loop."
     device = nb_09.rank_device()
     if device.type == 'cuda': torch.cuda.set_device(device)
     x, y = (t.to(device) for t in get_data())

@@ -113,7 +113,7 @@ def test_init_errors(monkeypatch):
 
 @pytest.mark.parametrize('addr', ['127.0.0.1', '127.0.0.77'])
 def test_unreachable_master_addr_names_it(addr):
-    "Rank 1 at an address and port where nobody listens (loopback only): one line after the timeout."
+    "Rank 1 where nobody listens (a loopback address, an unused port): one line after the timeout."
     port = nb_09.free_port()
     t0 = time.monotonic()
     with pytest.raises(ConnectionError, match=f'MASTER_ADDR {addr}:{port} within 1s'):
