@@ -49,9 +49,19 @@ class SeenRows(nb_09.Callback):
         if learn.training: self.epochs[-1] += (learn.batch[0][:, 0] * 1000).round().long().tolist()
 
 
+def shard_gradients(model, x, y, sizes):
+    "This rank's gradients on its shard (`sizes[rank]` rows), averaged by hand, weighted by size."
+    rank = nb_09.get_rank()
+    start = sum(sizes[:rank])
+    xs, ys = x[start:start + sizes[rank]], y[start:start + sizes[rank]]
+    F.cross_entropy(model(xs), ys).backward()
+    nb_09.average_gradients(model, n=len(xs))
+    return [p.grad.clone() for p in model.parameters()]
+
+
 def training_worker(model, x, y, xv, yv, bs, lr, epochs):
     "Runs on every rank: the hand-written loop, the DDP loop and the Learner with DistributedCB."
-    return {'by_hand': nb_09.train_by_hand(copy.deepcopy(model), x, y, bs, lr, epochs),
+    return {'weighted': shard_gradients(copy.deepcopy(model), x, y, [30, 7]),'by_hand': nb_09.train_by_hand(copy.deepcopy(model), x, y, bs, lr, epochs),
             'ddp': nb_09.train_ddp(copy.deepcopy(model), x, y, bs, lr, epochs),
             'learner': nb_09.fit_with_cb(copy.deepcopy(model), x, y, xv, yv, bs, lr, epochs, seed=0,
                                          cbs=[SeenRows()])}
@@ -79,6 +89,14 @@ def test_two_ranks_train_like_one_process_on_the_global_batch(two_ranks):
         assert_same_weights(weights[0][loop], weights[1][loop], atol=0)   # identical on both ranks
         assert_same_weights(weights[0][loop], one)                         # float64, 1e-6
     assert (one['0.weight'] - model[0].weight).abs().max() > 1e-2      # and training moved them
+
+
+def test_weighted_average_of_unequal_shards_is_the_whole_batch_gradient(two_ranks):
+    model, (x, y, xv, yv), res = two_ranks
+    model = copy.deepcopy(model)
+    F.cross_entropy(model(x[:37]), y[:37]).backward()                  # one process, 30 + 7 rows
+    for g0, g1, p in zip(res[0]['weighted'], res[1]['weighted'], model.parameters()):
+        assert torch.equal(g0, g1) and torch.allclose(g0, p.grad, rtol=0, atol=1e-12)
 
 
 def test_validation_metrics_equal_on_ranks_and_to_one_process(two_ranks):
