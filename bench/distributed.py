@@ -1,25 +1,28 @@
 """Images per second of data-parallel training on Fashion-MNIST at one global batch size (nb_09).
 
-    python bench/distributed.py                 # CNN, global batch 1024, 20 timed steps per loop
-    python bench/distributed.py --model mlp --bs 512 --steps 30
+    python bench/distributed.py                 # CNN, global batch 1024, 7 rounds of 5 timed steps
+    python bench/distributed.py --model mlp --rounds 9 --steps 10
     python bench/distributed.py --json bench/results/distributed.json
     torchrun --standalone --nproc_per_node=2 bench/distributed.py    # torchrun's group (GPUs too)
 
-Every setting trains the same model from the same weights on the same global batches of the 60,000
-training images, `warmup` steps then `steps` timed steps, and reports the median step as images/s:
+Every setting trains the same model from the same weights on global batches of `bs` of the 60,000
+training images, and reports its median step as images/s:
 
-- 1 process x 1 thread and 1 process x 2 threads: a bare loop (index, forward, backward, SGD step);
-- 2 processes x 1 thread (each takes global/2 rows of every batch), three loops:
+- 1 process x 1 thread and 1 process x 2 threads: a bare loop (index, forward, backward, SGD step),
+  run by rank 0 alone while rank 1 waits in a barrier (so the two cores are the 1-process run's);
+- 2 processes x 1 thread (each takes bs/2 rows of every global batch), three loops:
   * bare DDP: `DistributedDataParallel` (bucketed all-reduce, overlapped with backward);
   * by hand: `average_gradients` after backward (one all-reduce per tensor, nothing overlapped); its
     all-reduce is timed on its own, giving the share of a step spent communicating;
-  * Learner + DistributedCB (+ MetricsCB): the lesson's loop, to compare with the bare DDP loop.
+  * Learner + DistributedCB (+ DeviceCB, MetricsCB): the lesson's loop, against the bare DDP loop.
 
-Results: the scaling ratio (2 processes, bare DDP) / (1 process x 1 thread), and Learner / bare DDP.
-Targets: >= 1.4x, and the Learner within 10% of the bare DDP loop. A busy machine depresses the
-scaling (two processes need two idle cores): the load average (`uptime`) is printed and saved.
-Under `torchrun` the script times the three loops on the group it is given (rank 0 prints); on GPUs
-each rank uses the GPU `LOCAL_RANK` names, and steps are timed after `torch.cuda.synchronize()`.
+All five run in one process group, taking turns: `rounds` rounds (in a rotating order), each one
+untimed step then `steps` timed steps per setting, so that a change in the machine's load hits every
+setting alike. Results: the scaling ratio (2 processes, bare DDP) / (1 process x 1 thread), and
+Learner / bare DDP. Targets: >= 1.4x, and the Learner within 10% of the bare DDP loop. Two processes
+need two idle cores: the load average (`uptime`) is printed and saved beside the numbers.
+Under `torchrun` the script uses the group it is given (rank 0 prints); on GPUs each rank uses the
+GPU named by `LOCAL_RANK`, steps are timed after `torch.cuda.synchronize()`, "threads" mean little.
 """
 import contextlib
 import io
@@ -56,95 +59,116 @@ def get_data():
     return (x - x.mean()) / x.std(), y
 
 
-def batches(n, bs, n_batches, seed=0):
-    "This rank's indices for the first `n_batches` global batches of `bs` (a shared permutation)."
-    world_size, rank = get_world_size(), get_rank()
-    idxs = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return [idxs[i * bs + rank:(i + 1) * bs:world_size] for i in range(n_batches)]
-
-
 def now(device):
     "The time, once the GPU (if any) has finished what it was given."
     if device.type == 'cuda': torch.cuda.synchronize(device)
     return time.perf_counter()
 
 
-def bare_loop(model_name, bs, warmup, steps, lr=0.1, ddp=False, by_hand=False):
-    "Worker: median seconds of a step (and of its all-reduce, by hand): bare, DDP or by-hand loop."
-    device = nb_09.rank_device()
-    if device.type == 'cuda': torch.cuda.set_device(device)
-    x, y = (t.to(device) for t in get_data())
-    torch.manual_seed(0)
-    model = get_model(model_name).to(device)
-    net = (DDP(model, device_ids=[device] if device.type == 'cuda' else None)) if ddp else model
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    times, comm = [], []
-    for i, idx in enumerate(batches(len(x), bs, warmup + steps)):
-        t0 = now(device)
-        loss = F.cross_entropy(net(x[idx]), y[idx])
-        loss.backward()
-        if by_hand:
-            t1 = now(device)
-            average_gradients(model)
-            comm.append(now(device) - t1)
-        opt.step(); opt.zero_grad()
-        times.append(now(device) - t0)
-    return statistics.median(times[warmup:]), statistics.median(comm[warmup:]) if comm else None
+class BareLoop():
+    "A plain SGD loop on global batches of `bs`: alone (`local`), with DDP, or averaging by hand."
+    def __init__(self, model_name, x, y, bs, device, lr=0.1, ddp=False, by_hand=False, local=False):
+        torch.manual_seed(0)
+        self.model = get_model(model_name).to(device)
+        ids = [device] if device.type == 'cuda' else None
+        self.net = DDP(self.model, device_ids=ids) if ddp else self.model
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr)
+        self.x, self.y, self.device, self.by_hand, self.i = x, y, device, by_hand, 0
+        world_size, rank = (1, 0) if local else (get_world_size(), get_rank())
+        idxs = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+        self.batches = [idxs[i * bs + rank:(i + 1) * bs:world_size] for i in range(len(x) // bs)]
+
+    def run(self, steps):
+        "One untimed step, then `steps` timed ones: their seconds, and those of the all-reduce."
+        times, comm = [], []
+        for _ in range(steps + 1):
+            idx = self.batches[self.i % len(self.batches)].to(self.device)
+            self.i += 1
+            t0 = now(self.device)
+            F.cross_entropy(self.net(self.x[idx]), self.y[idx]).backward()
+            if self.by_hand:
+                t1 = now(self.device)
+                average_gradients(self.model)
+                comm.append(now(self.device) - t1)
+            self.opt.step(); self.opt.zero_grad()
+            times.append(now(self.device) - t0)
+        return times[1:], comm[1:]
 
 
 class StepTimer(nb_09.Callback):
-    "Times each training batch (one `before_batch` to the next); stops the fit after `n` batches."
+    "Times each training batch (one `before_batch` to the next); stops the fit after `n` of them."
     order = 100
-    def __init__(self, n): self.n, self.times, self.t0 = n, [], None
+    def __init__(self, n, device): self.n, self.device, self.times, self.t0 = n, device, [], None
     def before_batch(self, learn):
-        t = now(nb_09.rank_device())
+        t = now(self.device)
         if self.t0 is not None: self.times.append(t - self.t0)
         self.t0 = t
         if len(self.times) >= self.n: raise nb_09.CancelFitException()
 
 
-def learner_loop(model_name, bs, warmup, steps, lr=0.1):
-    "Worker: median seconds of a step of the Learner with DistributedCB and MetricsCB."
+class LearnerLoop():
+    "The Learner with DistributedCB, DeviceCB and MetricsCB; each `run` is a short fit."
+    def __init__(self, model_name, x, y, bs, device, lr=0.1):
+        torch.manual_seed(0)
+        dls = nb_09.get_dls(x, y, x[:bs], y[:bs], bs)
+        self.device = device
+        self.learn = nb_09.Learner(get_model(model_name), dls, F.cross_entropy, lr=lr,
+                                   cbs=[nb_09.DistributedCB(seed=0), nb_09.DeviceCB(),
+                                        nb_09.MetricsCB(show=False)])
+
+    def run(self, steps):
+        "A fit stopped after `steps` + 1 batches; the first (DDP's first step) is not counted."
+        timer = StepTimer(steps + 1, self.device)
+        self.learn.fit(1, valid=False, cbs=[timer])
+        return timer.times[1:], []
+
+
+def bench_worker(model_name, bs, rounds, steps):
+    "Worker: every setting in turn, `rounds` times; rank 0's step times and all-reduce times."
+    rank, device = get_rank(), nb_09.rank_device()
+    if device.type == 'cuda': torch.cuda.set_device(device)
     x, y = get_data()
-    torch.manual_seed(0)
-    timer = StepTimer(warmup + steps)
-    dls = nb_09.get_dls(x, y, x[:bs], y[:bs], bs)
-    learn = nb_09.Learner(get_model(model_name), dls, F.cross_entropy, lr=lr,
-                          cbs=[nb_09.DistributedCB(seed=0), nb_09.DeviceCB(),
-                               nb_09.MetricsCB(show=False), timer])
-    learn.fit(1, valid=False)
-    return statistics.median(timer.times[warmup:]), None
+    xd, yd = x.to(device), y.to(device)
+    def alone(): return BareLoop(model_name, xd, yd, bs, device, local=True)
+    loops = {'1 proc x 1 thread, bare loop': (alone(), 1),
+             '1 proc x 2 threads, bare loop': (alone(), 2),
+             'bare DDP': (BareLoop(model_name, xd, yd, bs, device, ddp=True), None),
+             'by hand': (BareLoop(model_name, xd, yd, bs, device, by_hand=True), None),
+             'Learner + DistributedCB': (LearnerLoop(model_name, x, y, bs, device), None)}
+    names = list(loops)
+    times, comm = {k: [] for k in names}, {k: [] for k in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:   # a rotating order
+            loop, threads = loops[name]
+            if threads is None: t, c = loop.run(steps)
+            else:                                  # rank 0 alone; the others wait, idle
+                dist.barrier()
+                t, c = [], []
+                if rank == 0:
+                    torch.set_num_threads(threads)
+                    t, c = loop.run(steps)
+                    torch.set_num_threads(1)
+                dist.barrier()
+            times[name] += t; comm[name] += c
+    return {k: (statistics.median(times[k]) if times[k] else None,
+                statistics.median(comm[k]) if comm[k] else None) for k in names}
 
 
-def in_group(model_name, bs, warmup, steps):
-    "Worker: the three 2-process loops, one after the other, in the current process group."
-    return {'bare DDP': bare_loop(model_name, bs, warmup, steps, ddp=True),
-            'by hand': bare_loop(model_name, bs, warmup, steps, by_hand=True),
-            'Learner + DistributedCB': learner_loop(model_name, bs, warmup, steps)}
-
-
-def load():
-    "The 1-minute load average."
-    return os.getloadavg()[0]
-
-
-def report(rows, bs, base, loads, world_size):
+def report(rows, bs, world_size, loads):
     "Print the table and the ratios; return them as a dict."
+    base = rows['1 proc x 1 thread, bare loop'][0]
     print(f"\n{'setting':46} {'images/s':>10} {'vs 1x1':>7} {'all-reduce':>11}")
     out = {}
     for name, (secs, comm) in rows.items():
-        ips = bs / secs
         share = f"{comm / secs:.0%}" if comm else ''
-        print(f"{name:46} {ips:10,.0f} {base / secs if base else float('nan'):6.2f}x {share:>11}")
-        out[name] = {'step_s': secs, 'images_per_s': ips, 'allreduce_s': comm,
+        print(f"{name:46} {bs / secs:10,.0f} {base / secs:6.2f}x {share:>11}")
+        out[name] = {'step_s': secs, 'images_per_s': bs / secs, 'allreduce_s': comm,
                      'allreduce_share': comm / secs if comm else None}
-    ddp = next(k for k in rows if 'bare DDP' in k)
-    lrn = next(k for k in rows if 'Learner' in k)
-    ratios = {'learner_vs_bare_ddp': rows[lrn][0] / rows[ddp][0]}
-    if base: ratios['scaling_2procs_vs_1x1'] = base / rows[ddp][0]
-    print()
-    if base: print(f"scaling, {world_size} processes (bare DDP) / 1 process x 1 thread: "
-                   f"{ratios['scaling_2procs_vs_1x1']:.2f}x (target >= 1.4x)")
+    ddp, lrn = rows[f'{world_size} procs x 1 thread, bare DDP'][0], rows[
+        f'{world_size} procs x 1 thread, Learner + DistributedCB'][0]
+    ratios = {'scaling_2procs_vs_1x1': base / ddp, 'learner_vs_bare_ddp': lrn / ddp}
+    print(f"\nscaling, {world_size} processes (bare DDP) / 1 process x 1 thread: "
+          f"{ratios['scaling_2procs_vs_1x1']:.2f}x (target >= 1.4x)")
     print(f"Learner + DistributedCB step / bare DDP step: {ratios['learner_vs_bare_ddp']:.2f} "
           f"(target <= 1.10)")
     print(f"load average (1 min) before / after: {loads[0]:.2f} / {loads[1]:.2f} "
@@ -152,34 +176,27 @@ def report(rows, bs, base, loads, world_size):
     return {'results': out, 'ratios': ratios}
 
 
-def main(model='cnn', bs=1024, warmup=3, steps=20, json=None):
+def main(model='cnn', bs=1024, rounds=7, steps=5, json=None):
     "Time every setting; print the table; write `json` if given."
-    loads = [load()]
-    if 'RANK' in os.environ:                              # under torchrun: time the group we are in
-        nb_09.init_distributed()
+    loads = [os.getloadavg()[0]]
+    if 'RANK' in os.environ:                              # under torchrun: the group we are in
+        nb_09.init_distributed(timeout=1200)
         torch.set_num_threads(1)
-        res = in_group(model, bs, warmup, steps)
-        if get_rank() == 0:
-            rows = {f'{get_world_size()} procs, {k}': v for k, v in res.items()}
-            report(rows, bs, None, loads + [load()], get_world_size())
+        res = bench_worker(model, bs, rounds, steps)
+        world_size, rank = get_world_size(), get_rank()
         dist.destroy_process_group()
-        return
-    rows = {}
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        name = f'1 proc x {threads} thread{"s" * (threads > 1)}, bare loop'
-        rows[name] = bare_loop(model, bs, warmup, steps)
-        print(f"1 process x {threads} threads done", flush=True)
-    torch.set_num_threads(1)
-    res = nb_09.launch(in_group, model, bs, warmup, steps, world_size=2, timeout=1200)[0]
-    rows.update({f'2 procs x 1 thread, {k}': v for k, v in res.items()})
-    loads.append(load())
-    summary = report(rows, bs, rows['1 proc x 1 thread, bare loop'][0], loads, 2)
+        if rank != 0: return
+    else:
+        world_size = 2
+        res = nb_09.launch(bench_worker, model, bs, rounds, steps, world_size=2, timeout=1200)[0]
+    loads.append(os.getloadavg()[0])
+    rows = {(k if k.startswith('1 proc') else f'{world_size} procs x 1 thread, {k}'): v
+            for k, v in res.items()}
+    summary = report(rows, bs, world_size, loads)
     if json:
-        summary.update(model=model, global_bs=bs, warmup=warmup, steps=steps,
-                       torch=torch.__version__,
-                       cpus=os.cpu_count(), load_before=loads[0], load_after=loads[1],
-                       when=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
+        summary.update(model=model, global_bs=bs, rounds=rounds, steps=steps, world_size=world_size,
+                       torch=torch.__version__, cpus=os.cpu_count(), load_before=loads[0],
+                       load_after=loads[1], when=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
         Path(json).parent.mkdir(parents=True, exist_ok=True)
         Path(json).write_text(jsonlib.dumps(summary, indent=1) + '\n', encoding='utf-8')
         print('wrote', json)
