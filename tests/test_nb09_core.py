@@ -154,6 +154,15 @@ def test_distributed_cb_batch_size_must_divide(monkeypatch):
         learn.fit(1)
 
 
+def test_distributed_cb_world_larger_than_the_data(monkeypatch):
+    monkeypatch.setattr(nb_09, 'get_world_size', lambda: 4)
+    x, y = torch.randn(2, 3), torch.tensor([0, 1])
+    learn = nb_09.Learner(torch.nn.Linear(3, 2), nb_09.get_dls(x, y, x, y, 4),
+                          cbs=[nb_09.DistributedCB(seed=1)])
+    with pytest.raises(ValueError, match='world size 4 is larger than the 2 items'):
+        learn.fit(1)
+
+
 def test_mixed_precision_on_cpu_keeps_float32_parameters_and_the_loss():
     "bfloat16 has 8 bits of mantissa (2-3 digits): after 4 epochs the losses agree within 15%."
     seen = []
