@@ -18,9 +18,11 @@ training images, and reports its median step as images/s:
 
 All five run in one process group, taking turns: `rounds` rounds (in a rotating order), each one
 untimed step then `steps` timed steps per setting, so that a change in the machine's load hits every
-setting alike. Results: the scaling ratio (2 processes, bare DDP) / (1 process x 1 thread), and
-Learner / bare DDP. Targets: >= 1.4x, and the Learner within 10% of the bare DDP loop. Two processes
-need two idle cores: the load average (`uptime`) is printed and saved beside the numbers.
+setting alike. Beside each median step: its share in the all-reduce (by hand), and CPU/wall, the
+process's CPU seconds per second of step (about 1 per thread on idle cores; lower when it waits for
+a core, or for the other rank). Results: the scaling ratio (2 processes, bare DDP) / (1 process x 1
+thread), and Learner / bare DDP. Targets: >= 1.4x, and the Learner within 10% of the bare DDP loop.
+Two processes need two idle cores: the load average (`uptime`) is printed and saved beside them.
 Under `torchrun` the script uses the group it is given (rank 0 prints); on GPUs each rank uses the
 GPU named by `LOCAL_RANK`, steps are timed after `torch.cuda.synchronize()`, "threads" mean little.
 """
@@ -79,30 +81,31 @@ class BareLoop():
         self.batches = [idxs[i * bs + rank:(i + 1) * bs:world_size] for i in range(len(x) // bs)]
 
     def run(self, steps):
-        "One untimed step, then `steps` timed ones: their seconds, and those of the all-reduce."
-        times, comm = [], []
+        "One untimed step, then `steps` timed ones: their seconds, CPU seconds, all-reduce seconds."
+        times, cpu, comm = [], [], []
         for _ in range(steps + 1):
             idx = self.batches[self.i % len(self.batches)].to(self.device)
             self.i += 1
-            t0 = now(self.device)
+            t0, c0 = now(self.device), time.process_time()
             F.cross_entropy(self.net(self.x[idx]), self.y[idx]).backward()
             if self.by_hand:
                 t1 = now(self.device)
                 average_gradients(self.model)
                 comm.append(now(self.device) - t1)
             self.opt.step(); self.opt.zero_grad()
-            times.append(now(self.device) - t0)
-        return times[1:], comm[1:]
+            times.append(now(self.device) - t0); cpu.append(time.process_time() - c0)
+        return times[1:], cpu[1:], comm[1:]
 
 
 class StepTimer(nb_09.Callback):
     "Times each training batch (one `before_batch` to the next); stops the fit after `n` of them."
     order = 100
-    def __init__(self, n, device): self.n, self.device, self.times, self.t0 = n, device, [], None
+    def __init__(self, n, device):
+        self.n, self.device, self.times, self.cpu, self.t0 = n, device, [], [], None
     def before_batch(self, learn):
-        t = now(self.device)
-        if self.t0 is not None: self.times.append(t - self.t0)
-        self.t0 = t
+        t, c = now(self.device), time.process_time()
+        if self.t0 is not None: self.times.append(t - self.t0); self.cpu.append(c - self.c0)
+        self.t0, self.c0 = t, c
         if len(self.times) >= self.n: raise nb_09.CancelFitException()
 
 
@@ -120,7 +123,7 @@ class LearnerLoop():
         "A fit stopped after `steps` + 1 batches; the first (DDP's first step) is not counted."
         timer = StepTimer(steps + 1, self.device)
         self.learn.fit(1, valid=False, cbs=[timer])
-        return timer.times[1:], []
+        return timer.times[1:], timer.cpu[1:], []
 
 
 def bench_worker(model_name, bs, rounds, steps):
@@ -136,34 +139,34 @@ def bench_worker(model_name, bs, rounds, steps):
              'by hand': (BareLoop(model_name, xd, yd, bs, device, by_hand=True), None),
              'Learner + DistributedCB': (LearnerLoop(model_name, x, y, bs, device), None)}
     names = list(loops)
-    times, comm = {k: [] for k in names}, {k: [] for k in names}
+    times, cpu, comm = ({k: [] for k in names} for _ in range(3))
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:   # a rotating order
             loop, threads = loops[name]
-            if threads is None: t, c = loop.run(steps)
+            if threads is None: t, u, c = loop.run(steps)
             else:                                  # rank 0 alone; the others wait, idle
                 dist.barrier()
-                t, c = [], []
+                t, u, c = [], [], []
                 if rank == 0:
                     torch.set_num_threads(threads)
-                    t, c = loop.run(steps)
+                    t, u, c = loop.run(steps)
                     torch.set_num_threads(1)
                 dist.barrier()
-            times[name] += t; comm[name] += c
-    return {k: (statistics.median(times[k]) if times[k] else None,
-                statistics.median(comm[k]) if comm[k] else None) for k in names}
+            times[name] += t; cpu[name] += u; comm[name] += c
+    def med(xs): return statistics.median(xs) if xs else None
+    return {k: (med(times[k]), med(cpu[k]), med(comm[k])) for k in names}
 
 
 def report(rows, bs, world_size, loads):
     "Print the table and the ratios; return them as a dict."
     base = rows['1 proc x 1 thread, bare loop'][0]
-    print(f"\n{'setting':46} {'images/s':>10} {'vs 1x1':>7} {'all-reduce':>11}")
+    print(f"\n{'setting':46} {'images/s':>10} {'vs 1x1':>7} {'all-reduce':>11} {'CPU/wall':>9}")
     out = {}
-    for name, (secs, comm) in rows.items():
+    for name, (secs, cpu, comm) in rows.items():
         share = f"{comm / secs:.0%}" if comm else ''
-        print(f"{name:46} {bs / secs:10,.0f} {base / secs:6.2f}x {share:>11}")
+        print(f"{name:46} {bs / secs:10,.0f} {base / secs:6.2f}x {share:>11} {cpu / secs:9.2f}")
         out[name] = {'step_s': secs, 'images_per_s': bs / secs, 'allreduce_s': comm,
-                     'allreduce_share': comm / secs if comm else None}
+                     'allreduce_share': comm / secs if comm else None, 'cpu_s': cpu}
     ddp, lrn = rows[f'{world_size} procs x 1 thread, bare DDP'][0], rows[
         f'{world_size} procs x 1 thread, Learner + DistributedCB'][0]
     ratios = {'scaling_2procs_vs_1x1': base / ddp, 'learner_vs_bare_ddp': lrn / ddp}
