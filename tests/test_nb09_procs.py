@@ -61,7 +61,8 @@ def shard_gradients(model, x, y, sizes):
 
 def training_worker(model, x, y, xv, yv, bs, lr, epochs):
     "Runs on every rank: the hand-written loop, the DDP loop and the Learner with DistributedCB."
-    return {'weighted': shard_gradients(copy.deepcopy(model), x, y, [30, 7]),'by_hand': nb_09.train_by_hand(copy.deepcopy(model), x, y, bs, lr, epochs),
+    return {'weighted': shard_gradients(copy.deepcopy(model), x, y, [30, 7]),
+            'by_hand': nb_09.train_by_hand(copy.deepcopy(model), x, y, bs, lr, epochs),
             'ddp': nb_09.train_ddp(copy.deepcopy(model), x, y, bs, lr, epochs),
             'learner': nb_09.fit_with_cb(copy.deepcopy(model), x, y, xv, yv, bs, lr, epochs, seed=0,
                                          cbs=[SeenRows()])}
