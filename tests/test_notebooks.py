@@ -17,9 +17,16 @@ def test_there_are_notebooks():
     assert [p.name for p in NOTEBOOKS][:1] == ["00_exports.ipynb"]
 
 
+@pytest.fixture(scope="session")
+def data_folder(tmp_path_factory):
+    """One throwaway data cache for every notebook run: the tests never write to the real cache."""
+    return tmp_path_factory.mktemp("foundations-data")
+
+
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path):
+def test_notebook_runs(path, data_folder, monkeypatch):
+    monkeypatch.setenv("FOUNDATIONS_DATA", str(data_folder))  # the kernel inherits the environment
     try:
         run_notebook.run(path, timeout=600, shown=f"nbs/{path.name}")
     except run_notebook.NotebookFailed as e:
