@@ -47,15 +47,16 @@ def test_conv2d_matches_torch_forward_and_grads(args, seed):
 @given(conv_args())
 def test_conv2d_float64_is_exact_to_1e10(args):
     xs, ws, _, stride, padding = args
-    x, w, b = torch.randn(xs, dtype=torch.float64), torch.randn(ws, dtype=torch.float64), torch.randn(ws[0], dtype=torch.float64)
+    x, w, b = (torch.randn(s, dtype=torch.float64) for s in (xs, ws, ws[0]))
     _close(nb_06.conv2d(x, w, b, stride, padding), F.conv2d(x, w, b, stride, padding), 1e-10)
 
 
 def test_conv2d_chained_non_contiguous_input():
-    "The output of conv2d is a channels-last view; feeding it to the next conv2d must still be right."
+    "The output of conv2d is a channels-last view; the next conv2d must still be right on it."
     torch.manual_seed(0)
     x = torch.randn(4, 3, 12, 12, requires_grad=True)
-    w1, w2 = torch.randn(5, 3, 3, 3, requires_grad=True), torch.randn(6, 5, 3, 3, requires_grad=True)
+    w1 = torch.randn(5, 3, 3, 3, requires_grad=True)
+    w2 = torch.randn(6, 5, 3, 3, requires_grad=True)
     ours = nb_06.conv2d(nb_06.conv2d(x, w1, stride=2, padding=1).relu(), w2, padding=1)
     assert not ours.is_contiguous()
     grads = torch.autograd.grad(ours.sum(), (x, w1, w2))
@@ -88,7 +89,7 @@ def test_im2col_is_unfold_with_columns_reordered(args):
 @settings(deadline=None, max_examples=60)
 @given(conv_args())
 def test_col2im_is_the_adjoint_of_im2col(args):
-    "<im2col(x), C> == <x, col2im(C)> for every x and C: the definition of the adjoint (the backward)."
+    "<im2col(x), C> == <x, col2im(C)> for all x and C: what makes col2im the adjoint (backward)."
     xs, (_, _, kh, kw), _, stride, padding = args
     x = torch.randn(xs, dtype=torch.float64)
     cols = nb_06.im2col(x, kh, kw, stride, padding)
@@ -108,7 +109,8 @@ def test_im2col_gradcheck():
 @given(st.integers(1, 40), st.integers(1, 7), st.integers(1, 4), st.integers(0, 3))
 def test_conv_out_size_matches_torch(size, ks, stride, padding):
     if size + 2 * padding < ks: return
-    out = F.conv2d(torch.zeros(1, 1, size, size), torch.zeros(1, 1, ks, ks), stride=stride, padding=padding)
+    x, w = torch.zeros(1, 1, size, size), torch.zeros(1, 1, ks, ks)
+    out = F.conv2d(x, w, stride=stride, padding=padding)
     assert out.shape[-1] == nb_06.conv_out_size(size, ks, stride, padding)
 
 

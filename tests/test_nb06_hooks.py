@@ -131,7 +131,7 @@ def test_activation_stats_plots_return_axes():
 
 
 def test_activation_stats_with_the_learner():
-    "Through a real fit: one record per training batch, none for validation, no hook left afterwards."
+    "A real fit: one record per training batch, none for validation, no hook left afterwards."
     torch.manual_seed(0)
     x, y = torch.randn(96, 1, 28, 28), torch.randint(0, 10, (96,))
     dls = nb_06.DataLoaders.from_dsets(nb_06.Dataset(x, y), nb_06.Dataset(x[:40], y[:40]), bs=32)
@@ -145,5 +145,5 @@ def test_activation_stats_with_the_learner():
     class Boom(nb_06.Callback):
         def after_batch(self, learn): raise RuntimeError('boom')
     with pytest.raises(RuntimeError, match='boom'): learn.fit(1, cbs=[Boom()])
-    learn.fit(1)                                                   # the stale hooks are dropped first
+    learn.fit(1)                                     # the stale hooks are dropped first
     assert n_forward_hooks(model) == 0 and [len(v) for v in cb.stats('std')] == [3] * 4

@@ -30,7 +30,8 @@ def test_general_relu_repr_and_flag():
 
 
 @pytest.mark.parametrize('leak', [0., 0.1, 0.5])
-@pytest.mark.parametrize('layer', [nn.Conv2d(32, 128, 3), nn.Conv1d(64, 256, 5), nn.Linear(300, 200)])
+@pytest.mark.parametrize('layer', [nn.Conv2d(32, 128, 3), nn.Conv1d(64, 256, 5),
+                                   nn.Linear(300, 200)])
 def test_init_weights_is_kaiming(layer, leak):
     torch.manual_seed(0)
     nb_06.init_weights(layer, leak)
@@ -70,7 +71,25 @@ def test_conv_block_options():
     b = nb_06.conv(3, 6, ks=5, stride=1, act=None)
     assert len(b) == 1 and b[0].padding == (2, 2) and b[0].bias is not None
     b = nb_06.conv(3, 6, norm=nn.BatchNorm2d, act=lambda: nb_06.GeneralRelu(0.1))
-    assert [type(m) for m in b] == [nn.Conv2d, nn.BatchNorm2d, nb_06.GeneralRelu] and b[0].bias is None
+    assert [type(m) for m in b] == [nn.Conv2d, nn.BatchNorm2d, nb_06.GeneralRelu]
+    assert b[0].bias is None
     model = nb_06.cnn_model(nfs=(1, 4, 8), act=nn.ReLU, norm=nn.BatchNorm2d)
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
     with pytest.raises(ValueError, match='at least 2'): nb_06.cnn_model(nfs=(1,))
+
+
+def test_lsuv_init_gives_unit_std_zero_mean_after_each_activation():
+    torch.manual_seed(0)
+    model = nb_06.cnn_model(act=lambda: nb_06.GeneralRelu(0.1, 0.4))
+    xb = torch.randn(64, 1, 28, 28)
+    assert nb_06.lsuv_init(model, xb) is model
+    acts = [m for m in model.modules() if nb_06.is_activation(m)]
+    outs = []
+    with nb_06.Hooks(acts, lambda h, m, i, o: outs.append(o)), torch.no_grad(): model(xb)
+    for o in outs:
+        assert abs(o.mean().item()) < 1e-2 and abs(o.std().item() - 1) < 1e-2
+
+
+def test_lsuv_init_needs_a_layer_before_an_activation():
+    with pytest.raises(ValueError, match='no conv or linear layer'):
+        nb_06.lsuv_init(nn.Sequential(nn.ReLU(), nn.Linear(3, 3)), torch.zeros(2, 3))
