@@ -46,8 +46,9 @@ def test_to_device_nested_and_def_device():
     x = (torch.zeros(2), [torch.ones(1), 'label'], {'a': torch.arange(3)}, 7)
     y = nb_04.to_device(x, 'meta')
     assert type(y) is tuple and type(y[1]) is list and y[1][1] == 'label' and y[3] == 7
-    assert y[0].device.type == 'meta' and y[1][0].device.type == 'meta' and y[2]['a'].device.type == 'meta'
-    expected = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+    assert {t.device.type for t in (y[0], y[1][0], y[2]['a'])} == {'meta'}
+    mps = torch.backends.mps.is_available()
+    expected = 'cuda' if torch.cuda.is_available() else 'mps' if mps else 'cpu'
     assert nb_04.def_device.type == expected
 
 
@@ -79,7 +80,8 @@ def test_batch_transform_cb_per_pass():
 def test_mean_is_weighted_by_batch_size():
     m = nb_04.Mean()
     assert math.isnan(m.compute())
-    m.update(torch.tensor(1.), 3); m.update(4., 1); m.update(torch.tensor(0., requires_grad=True), 4)
+    m.update(torch.tensor(1.), 3); m.update(4., 1)
+    m.update(torch.tensor(0., requires_grad=True), 4)
     assert m.compute() == pytest.approx((3 + 4) / 8)
     m.reset(); assert math.isnan(m.compute())
 
@@ -89,7 +91,8 @@ def test_accuracy_matches_direct_computation():
     preds, targ = torch.randn(53, 7), torch.randint(0, 7, (53,))
     acc = nb_04.Accuracy()
     for i in range(0, 53, 10): acc.update(preds[i:i + 10], targ[i:i + 10])
-    assert acc.compute() == pytest.approx((preds.argmax(1) == targ).double().mean().item(), abs=1e-12)
+    expected = (preds.argmax(1) == targ).double().mean().item()
+    assert acc.compute() == pytest.approx(expected, abs=1e-12)
     with pytest.raises(ValueError, match='Accuracy'): acc.update(preds, targ[:3])
 
 
@@ -103,7 +106,8 @@ def test_metrics_cb_matches_whole_set_loss_and_accuracy():
     for row in learn.metrics.history:
         for phase, ds in (('train', dls.train.ds), ('valid', dls.valid.ds)):
             with torch.no_grad(): preds = model(ds.x)
-            assert row[f'{phase}_loss'] == pytest.approx(F.cross_entropy(preds, ds.y).item(), rel=1e-6)
+            loss = F.cross_entropy(preds, ds.y).item()
+            assert row[f'{phase}_loss'] == pytest.approx(loss, rel=1e-6)
             assert row[f'{phase}_accuracy'] == pytest.approx(
                 (preds.argmax(1) == ds.y).double().mean().item(), abs=1e-9)
     assert list(learn.metrics.last) == ['epoch', 'train_loss', 'train_accuracy', 'valid_loss',
@@ -120,8 +124,8 @@ def test_metrics_cb_named_and_positional_metrics_and_printing(capsys):
         def compute(self): return self.n
     cb = nb_04.MetricsCB(Count(), acc=nb_04.Accuracy(), train_metrics=True)
     nb_04.Learner(nn.Linear(4, 3), tiny_dls(), cbs=cb).fit(1)
-    assert set(cb.last) == {'epoch', 'train_loss', 'train_acc', 'train_count', 'valid_loss', 'valid_acc',
-                            'valid_count'}
+    assert set(cb.last) == {'epoch', 'train_loss', 'train_acc', 'train_count',
+                            'valid_loss', 'valid_acc', 'valid_count'}
     assert cb.last['train_count'] == 7 and cb.last['valid_count'] == 5
     out = capsys.readouterr().out
     assert out.count('\n') == 1 and 'valid_loss' in out and 'train_count 7' in out
@@ -155,17 +159,22 @@ def test_metrics_cb_without_validation_and_cancelled_fit(capsys):
 
 def test_progress_cb_writes_one_row_per_epoch(capsys):
     cb = nb_04.ProgressCB(plot=True)
-    learn = nb_04.Learner(nn.Linear(4, 3), tiny_dls(), cbs=[nb_04.MetricsCB(), cb])
+    seen = []
+    class SeeLoader(nb_04.Callback):
+        order = 30
+        def after_batch(self, learn): seen.append(type(learn.dl))
+    learn = nb_04.Learner(nn.Linear(4, 3), tiny_dls(), cbs=[nb_04.MetricsCB(), cb, SeeLoader()])
     learn.fit(2)
     out = capsys.readouterr().out
     assert 'train_loss' in out and 'valid_accuracy' in out and 'time' in out
     assert len(cb.losses) == 2 * 3 and len(cb.valid_losses) == 2
     assert out.count('epoch') == 1                      # a header, then rows, not a print per pass
-    assert isinstance(learn.dl, nb_04.DataLoader) or hasattr(learn.dl, 'gen')
+    assert set(seen) == {nb_04.DataLoader}
+    assert isinstance(learn.dl, nb_04.DataLoader) and learn.batches is not None   # wrapped
 
 
 def test_early_stop_on_real_overfitting_signal():
-    "A validation loss that rises for `patience` epochs stops the fit; improvements reset the count."
+    "A validation loss that rises for `patience` epochs stops the fit; improving resets the count."
     values = iter([1.0, 0.8, 0.9, 0.7, 0.75, 0.76, 0.5, 0.4])
     class FakeMetrics(nb_04.Callback):
         order = 10
@@ -199,3 +208,16 @@ def test_early_stop_max_mode_and_min_delta():
     stop = nb_04.EarlyStopCB('acc', patience=2, min_delta=0.01, mode='max')
     nb_04.Learner(nn.Linear(4, 3), tiny_dls(), cbs=[fake, stop]).fit(5)
     assert len(fake.history) == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_fit_on_cuda_with_device_cb():
+    torch.manual_seed(0)
+    model, dls = nn.Linear(4, 3), tiny_dls()
+    cb = nb_04.MetricsCB(show=False, train_metrics=True)
+    learn = nb_04.Learner(model, dls, lr=0., cbs=[nb_04.DeviceCB('cuda'), cb])
+    learn.fit(1)
+    assert next(model.parameters()).is_cuda and learn.preds.is_cuda
+    with torch.no_grad(): preds = model.cpu()(dls.valid.ds.x)
+    loss = F.cross_entropy(preds, dls.valid.ds.y).item()
+    assert cb.last['valid_loss'] == pytest.approx(loss, rel=1e-5)

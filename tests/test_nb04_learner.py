@@ -1,7 +1,8 @@
-"""`Learner` of `exp.nb_04`: the exact event sequence, cancellation of each scope, fit-time callbacks,
-the optimiser's life cycle and the state kept on the learner."""
+"""`Learner` of `exp.nb_04`: the exact event sequence, cancellation of each scope, fit-time
+callbacks, the optimiser's life cycle and the state kept on the learner."""
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from exp import nb_04
@@ -17,9 +18,9 @@ def one_thread():
     yield
     torch.set_num_threads(n)
 
-EVENTS = ('before_fit after_fit before_epoch after_epoch before_batch after_batch predict after_predict '
-          'get_loss after_loss backward after_backward step after_step zero_grad after_cancel_fit '
-          'after_cancel_epoch after_cancel_batch').split()
+EVENTS = ('before_fit after_fit before_epoch after_epoch before_batch after_batch predict '
+          'after_predict get_loss after_loss backward after_backward step after_step zero_grad '
+          'after_cancel_fit after_cancel_epoch after_cancel_batch').split()
 
 
 class Recorder(nb_04.Callback):
@@ -61,7 +62,8 @@ def batch_events(p, training):
 
 
 def expected(n_epochs, n_train=3, n_valid=2, train=True, valid=True):
-    epoch = lambda p, n: [f'before_epoch {p}'] + batch_events(p, p == 'T') * n + [f'after_epoch {p}']
+    def epoch(p, n):
+        return [f'before_epoch {p}', *batch_events(p, p == 'T') * n, f'after_epoch {p}']
     per_epoch = (epoch('T', n_train) if train else []) + (epoch('V', n_valid) if valid else [])
     return ['before_fit'] + per_epoch * n_epochs + ['after_fit']
 
@@ -121,7 +123,8 @@ def test_cancel_epoch_in_validation_keeps_training():
     log = fit_log(RaiseAt('before_epoch', nb_04.CancelEpochException, n=1), n_epochs=2)  # 1st valid
     assert log.count('before_batch V') == 2 and log.count('before_batch T') == 6
     i = log.index('after_cancel_epoch V')
-    assert log[i - 1:i + 3] == ['before_epoch V', 'after_cancel_epoch V', 'after_epoch V', 'before_epoch T']
+    assert log[i - 1:i + 3] == ['before_epoch V', 'after_cancel_epoch V', 'after_epoch V',
+                                'before_epoch T']
 
 
 def test_cancel_fit_ends_the_fit_and_still_runs_after_fit():
@@ -174,7 +177,8 @@ def test_a_traincb_subclass_replaces_the_default_and_two_are_refused():
 
 @pytest.mark.parametrize('n', [-1, 1.5, '2', True])
 def test_bad_n_epochs(n):
-    with pytest.raises(ValueError, match='n_epochs'): nb_04.Learner(nn.Linear(4, 2), tiny_dls()).fit(n)
+    learn = nb_04.Learner(nn.Linear(4, 2), tiny_dls())
+    with pytest.raises(ValueError, match='n_epochs'): learn.fit(n)
 
 
 def test_state_lives_on_the_learner():
@@ -252,3 +256,30 @@ def test_learner_trains_like_a_plain_loop():
                     opt.step(); opt.zero_grad()
         results.append([p.detach().clone() for p in model.parameters()])
     for a, b in zip(*results): torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def public_defs_without_docstring(module):
+    "Names of public functions, classes and methods in `module`'s source that lack a docstring."
+    import ast, inspect
+    tree = ast.parse(inspect.getsource(module))
+    return [n.name for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith('_')
+            and not ast.get_docstring(n)]
+
+
+def test_every_public_def_has_a_docstring():
+    assert public_defs_without_docstring(nb_04) == []
+
+
+@settings(deadline=None, max_examples=30)
+@given(st.integers(0, 3), st.integers(1, 9), st.integers(1, 9), st.integers(1, 4), st.booleans(),
+       st.booleans())
+def test_event_sequence_for_any_shape_of_fit(n_epochs, n_train, n_valid, bs, train, valid):
+    g = torch.Generator().manual_seed(0)
+    xt, yt = torch.randn(n_train, 4, generator=g), torch.randint(0, 2, (n_train,), generator=g)
+    xv, yv = torch.randn(n_valid, 4, generator=g), torch.randint(0, 2, (n_valid,), generator=g)
+    rec = Recorder()
+    dls = nb_04.get_dls(xt, yt, xv, yv, bs, valid_bs=bs)
+    nb_04.Learner(nn.Linear(4, 2), dls, cbs=rec).fit(n_epochs, train=train, valid=valid)
+    n_tb, n_vb = -(-n_train // bs), -(-n_valid // bs)
+    assert rec.log == expected(n_epochs, n_tb, n_vb, train=train, valid=valid)

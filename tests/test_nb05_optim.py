@@ -1,4 +1,4 @@
-"""Optimisers of `exp.nb_05` against `torch.optim`, step for step; param groups, state dicts, hypers."""
+"""Optimisers of `exp.nb_05` against `torch.optim`, step for step; groups, state dicts, hypers."""
 import copy
 
 import pytest
@@ -53,7 +53,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize('ours,theirs,hypers', CASES, ids=[f'{c[0].__name__}-{c[2]}' for c in CASES])
+@pytest.mark.parametrize('ours,theirs,hypers', CASES,
+                         ids=[f'{c[0].__name__}-{c[2]}' for c in CASES])
 def test_matches_torch_after_100_steps(ours, theirs, hypers):
     m1, m2 = train_both(ours, theirs, **hypers)
     assert max_diff(m1, m2) <= 1e-6
@@ -88,7 +89,8 @@ def test_state_dict_round_trip():
     model = nn.Linear(3, 2)
     opt = nb_05.Adam(model.parameters(), lr=0.1)
     def step():
-        F.mse_loss(model(torch.ones(4, 3)), torch.zeros(4, 2)).backward(); opt.step(); opt.zero_grad()
+        F.mse_loss(model(torch.ones(4, 3)), torch.zeros(4, 2)).backward()
+        opt.step(); opt.zero_grad()
     step()
     saved_model, saved_opt = copy.deepcopy(model.state_dict()), opt.state_dict()
     nb_05.set_hyper(opt, 'lr', 0.5)
@@ -107,7 +109,8 @@ def test_zero_grad_empty_params_and_missing_grads():
     opt = nb_05.SGD([p, q], lr=1.)
     (p * 3).sum().backward()
     opt.step()
-    assert torch.equal(p.detach(), torch.tensor([-2., -2.])) and torch.equal(q.detach(), torch.ones(2))
+    assert torch.equal(p.detach(), torch.tensor([-2., -2.]))
+    assert torch.equal(q.detach(), torch.ones(2))
     opt.zero_grad()
     assert p.grad is None
     with pytest.raises(ValueError, match='empty'): nb_05.Adam(iter([]), lr=0.1)
@@ -117,7 +120,8 @@ def test_zero_grad_empty_params_and_missing_grads():
 
 @pytest.mark.parametrize('make', [lambda ps: nb_05.SGD(ps, lr=0.1, momentum=0.9),
                                   lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
-                                  lambda ps: nb_05.Adam(ps, lr=0.1), lambda ps: optim.AdamW(ps, lr=0.1)])
+                                  lambda ps: nb_05.Adam(ps, lr=0.1),
+                                  lambda ps: optim.AdamW(ps, lr=0.1)])
 def test_get_and_set_hyper(make):
     opt = make([{'params': [torch.zeros(1)]}, {'params': [torch.zeros(1)], 'lr': 1.}])
     nb_05.set_hyper(opt, 'lr', 0.5); nb_05.set_hyper(opt, 'mom', 0.8)
@@ -127,9 +131,12 @@ def test_get_and_set_hyper(make):
 
 
 def test_hyper_errors():
-    with pytest.raises(KeyError, match="'mom'"): nb_05.set_hyper(nb_05.RMSProp([torch.zeros(1)], lr=1.), 'mom', 0.9)
-    with pytest.raises(KeyError, match="'beta'"): nb_05.get_hyper(optim.Adam([torch.zeros(1)]), 'beta')
-    with pytest.raises(TypeError, match='param_groups'): nb_05.get_hyper(nb_05.Optimizer([torch.zeros(1)], 0.1), 'lr')
+    w = [torch.zeros(1)]
+    with pytest.raises(KeyError, match="'mom'"):
+        nb_05.set_hyper(nb_05.RMSProp(w, lr=1.), 'mom', 0.9)
+    with pytest.raises(KeyError, match="'beta'"): nb_05.get_hyper(optim.Adam(w), 'beta')
+    with pytest.raises(TypeError, match='param_groups'):
+        nb_05.get_hyper(nb_05.Optimizer(w, 0.1), 'lr')
 
 
 def test_l2_equals_weight_decay_only_for_plain_sgd():
@@ -138,7 +145,8 @@ def test_l2_equals_weight_decay_only_for_plain_sgd():
             p.mul_(1 - lr * weight_decay)
             super().update(p, grad, state, lr, momentum, 0.)
     assert max_diff(*train_both(nb_05.SGD, SGDDecoupled, lr=0.1, weight_decay=0.1)) <= 1e-6
-    assert max_diff(*train_both(nb_05.SGD, SGDDecoupled, lr=0.1, momentum=0.9, weight_decay=0.1)) > 1e-3
+    with_momentum = dict(lr=0.1, momentum=0.9, weight_decay=0.1)
+    assert max_diff(*train_both(nb_05.SGD, SGDDecoupled, **with_momentum)) > 1e-3
     assert max_diff(*train_both(nb_05.Adam, nb_05.AdamW, lr=1e-2, weight_decay=0.1)) > 1e-3
 
 
@@ -151,3 +159,29 @@ def test_works_in_the_learner():
                               cbs=nb_05.MetricsCB(show=False))
         learn.fit(3)
         assert isinstance(learn.opt, opt_func) and learn.metrics.last['valid_loss'] < 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('ours,theirs,hypers', CASES[1::2],
+                         ids=[f'{c[0].__name__}' for c in CASES[1::2]])
+def test_matches_torch_on_cuda(ours, theirs, hypers):
+    "On CUDA torch uses its multi-tensor (foreach) kernels: the same algorithm, other rounding."
+    torch.manual_seed(0)
+    m1 = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3)).to('cuda')
+    m2 = copy.deepcopy(m1)
+    o1, o2 = ours(m1.parameters(), **hypers), theirs(m2.parameters(), **hypers)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(100):
+        x, y = torch.randn(16, 10, generator=g), torch.randint(0, 3, (16,), generator=g)
+        x, y = x.to('cuda'), y.to('cuda')
+        for m, o in ((m1, o1), (m2, o2)):
+            F.cross_entropy(m(x), y).backward(); o.step(); o.zero_grad()
+    assert max_diff(m1, m2) <= 1e-5
+
+
+def test_every_public_def_has_a_docstring():
+    import ast, inspect
+    tree = ast.parse(inspect.getsource(nb_05))
+    missing = [n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+               and not n.name.startswith('_') and not ast.get_docstring(n)]
+    assert missing == []

@@ -27,7 +27,8 @@ values = st.floats(min_value=1e-3, max_value=1e3)
 @settings(deadline=None, max_examples=200)
 @given(positions, values, values)
 def test_schedules_match_closed_forms(pos, start, end):
-    assert nb_05.sched_lin(start, end)(pos) == pytest.approx(start + pos * (end - start), rel=1e-6, abs=1e-6)
+    lin = start + pos * (end - start)
+    assert nb_05.sched_lin(start, end)(pos) == pytest.approx(lin, rel=1e-6, abs=1e-6)
     assert nb_05.sched_cos(start, end)(pos) == pytest.approx(
         end + (start - end) * (1 + math.cos(math.pi * pos)) / 2, rel=1e-6, abs=1e-6)
     assert nb_05.sched_exp(start, end)(pos) == pytest.approx(math.exp(
@@ -54,11 +55,13 @@ def test_combine_scheds_piecewise(pos):
 
 
 def test_combine_scheds_edges_and_errors():
-    f = nb_05.combine_scheds([0., 1., 0.], [nb_05.sched_no(5, 5), nb_05.sched_lin(0, 1), nb_05.sched_no(7, 7)])
+    f = nb_05.combine_scheds([0., 1., 0.],
+                             [nb_05.sched_no(5, 5), nb_05.sched_lin(0, 1), nb_05.sched_no(7, 7)])
     assert f(0.) == 0. and f(1.) == pytest.approx(1.) and f(0.25) == pytest.approx(0.25)
-    with pytest.raises(ValueError, match='sum to 1'): nb_05.combine_scheds([0.5, 0.4], [nb_05.sched_no(1, 1)] * 2)
-    with pytest.raises(ValueError, match='sum to 1'): nb_05.combine_scheds([1.5, -0.5], [nb_05.sched_no(1, 1)] * 2)
-    with pytest.raises(ValueError, match='2 pcts but 1'): nb_05.combine_scheds([0.5, 0.5], [nb_05.sched_no(1, 1)])
+    const = nb_05.sched_no(1, 1)
+    with pytest.raises(ValueError, match='sum to 1'): nb_05.combine_scheds([0.5, 0.4], [const] * 2)
+    with pytest.raises(ValueError, match='sum to 1'): nb_05.combine_scheds([1.5, -0.5], [const] * 2)
+    with pytest.raises(ValueError, match='2 pcts but 1'): nb_05.combine_scheds([0.5, 0.5], [const])
 
 
 def test_one_cycle_scheds():
@@ -81,7 +84,8 @@ class SeeHypers(nb_05.Callback):
     def __init__(self): self.lrs, self.moms = [], []
     def step(self, learn):
         if learn.training:
-            self.lrs.append(nb_05.get_hyper(learn.opt, 'lr')); self.moms.append(nb_05.get_hyper(learn.opt, 'mom'))
+            self.lrs.append(nb_05.get_hyper(learn.opt, 'lr'))
+            self.moms.append(nb_05.get_hyper(learn.opt, 'mom'))
 
 
 @pytest.mark.parametrize('opt_func', [nb_05.SGD, optim.SGD, nb_05.Adam, optim.Adam])
@@ -89,7 +93,8 @@ def test_param_sched_cb_sets_each_batch(opt_func):
     dls, seen = tiny_dls(), SeeHypers()
     sched = nb_05.sched_lin(0.1, 0.6)
     learn = nb_05.Learner(nn.Linear(4, 2), dls, opt_func=opt_func,
-                          cbs=[nb_05.ParamSchedCB('lr', sched), nb_05.ParamSchedCB('mom', nb_05.sched_no(0.7, 0)), seen])
+                          cbs=[nb_05.ParamSchedCB('lr', sched),
+                               nb_05.ParamSchedCB('mom', nb_05.sched_no(0.7, 0)), seen])
     learn.fit(2)
     total = 2 * len(dls.train)
     assert seen.lrs == pytest.approx([sched(i / total) for i in range(total)])
@@ -98,13 +103,15 @@ def test_param_sched_cb_sets_each_batch(opt_func):
 
 def test_param_sched_cb_unknown_hyper_fails_before_training():
     learn = nb_05.Learner(nn.Linear(4, 2), tiny_dls(), opt_func=nb_05.RMSProp)
-    with pytest.raises(KeyError, match="'mom'"): learn.fit(1, cbs=nb_05.ParamSchedCB('mom', nb_05.sched_no(1, 1)))
+    with pytest.raises(KeyError, match="'mom'"):
+        learn.fit(1, cbs=nb_05.ParamSchedCB('mom', nb_05.sched_no(1, 1)))
 
 
 def test_fit_one_cycle_and_recorder():
     dls = tiny_dls()
-    rec = nb_05.RecorderCB('lr', 'mom', 'weight_decay', 'eps')   # eps: SGD has none, so not recorded
-    learn = nb_05.Learner(nn.Linear(4, 2), dls, lr=0.5, opt_func=nb_05.SGD, cbs=[rec, nb_05.MetricsCB(show=False)])
+    rec = nb_05.RecorderCB('lr', 'mom', 'weight_decay', 'eps')   # SGD has no eps: not recorded
+    learn = nb_05.Learner(nn.Linear(4, 2), dls, lr=0.5, opt_func=nb_05.SGD,
+                          cbs=[rec, nb_05.MetricsCB(show=False)])
     learn.fit_one_cycle(3, pct_start=0.5)
     n = 3 * len(dls.train)
     s = nb_05.one_cycle_scheds(0.5, pct_start=0.5)
@@ -146,16 +153,16 @@ def test_lr_find_without_optimiser_restores_none_and_ours_too():
 
 def test_lr_find_grows_exponentially_and_stops_by_num_it():
     learn = nb_05.Learner(nn.Linear(4, 2), tiny_dls(), opt_func=nb_05.SGD)
-    lrs, losses = learn.lr_find(start_lr=1e-5, end_lr=1e-3, num_it=12, plot=False)   # tiny lrs: no blow-up
-    assert len(lrs) == 12                                  # over 3 epochs of 5 batches: cancelled at 12
+    lrs, losses = learn.lr_find(start_lr=1e-5, end_lr=1e-3, num_it=12, plot=False)   # no blow-up
+    assert len(lrs) == 12                    # 3 epochs of 5 batches asked for: cancelled at 12
     ratios = [b / a for a, b in zip(lrs, lrs[1:])]
     assert ratios == pytest.approx([100 ** (1 / 12)] * 11)
 
 
 def test_lr_find_stops_when_the_loss_explodes():
     torch.manual_seed(0)
-    learn = nb_05.Learner(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), tiny_dls(n=400),
-                          opt_func=nb_05.SGD)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    learn = nb_05.Learner(model, tiny_dls(n=400), opt_func=nb_05.SGD)
     lrs, losses = learn.lr_find(start_lr=1e-2, end_lr=1e6, num_it=200, plot=False)
     assert len(lrs) < 200
     assert losses[-1] > 3 * min(losses[:-1]) or math.isnan(losses[-1])
@@ -175,3 +182,11 @@ def test_lr_find_restores_even_when_a_callback_fails():
 
 def test_lr_finder_cb_bad_range():
     with pytest.raises(ValueError, match='start_lr'): nb_05.LRFinderCB(start_lr=1., end_lr=0.1)
+
+
+def test_importing_the_modules_does_not_import_matplotlib():
+    import subprocess, sys
+    code = "import sys, exp.nb_05; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'False'
