@@ -136,3 +136,13 @@ def test_conv2d_bad_stride_or_padding(kw):
 def test_col2im_checks_the_cols_shape():
     with pytest.raises(ValueError, match=r'expected cols of shape \(8, 9\).*got \(8, 8\)'):
         nb_06.col2im(torch.zeros(8, 8), (2, 1, 4, 4), 3, 3)
+
+
+def test_conv2d_when_x_needs_no_gradient():
+    "The first layer of a CNN: only w and b need gradients (im2col is then not recorded at all)."
+    torch.manual_seed(2)
+    x = torch.randn(4, 1, 9, 9)
+    w, b = torch.randn(3, 1, 3, 3, requires_grad=True), torch.randn(3, requires_grad=True)
+    gw, gb = torch.autograd.grad(nb_06.conv2d(x, w, b, 2, 1).pow(2).sum(), (w, b))
+    rw, rb = torch.autograd.grad(F.conv2d(x, w, b, 2, 1).pow(2).sum(), (w, b))
+    _close(gw, rw, 1e-4); _close(gb, rb, 1e-4)

@@ -93,3 +93,18 @@ def test_lsuv_init_gives_unit_std_zero_mean_after_each_activation():
 def test_lsuv_init_needs_a_layer_before_an_activation():
     with pytest.raises(ValueError, match='no conv or linear layer'):
         nb_06.lsuv_init(nn.Sequential(nn.ReLU(), nn.Linear(3, 3)), torch.zeros(2, 3))
+
+
+def test_every_public_def_has_a_docstring():
+    import ast, inspect
+    tree = ast.parse(inspect.getsource(nb_06))
+    missing = [n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+               and not n.name.startswith('_') and not ast.get_docstring(n)]
+    assert missing == []
+
+
+def test_importing_nb_06_does_not_import_matplotlib():
+    import subprocess, sys
+    code = "import sys, exp.nb_06; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == 'False'
