@@ -96,3 +96,14 @@ def project(tmp_path, monkeypatch):
     """A fresh project in `tmp_path` (cwd too, so relative notebook arguments resolve in it)."""
     monkeypatch.chdir(tmp_path)
     return Project(tmp_path)
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny tensors run faster so, and a busy machine's
+    oversubscription cannot slow them (use with `pytest.mark.usefixtures("one_thread")`)."""
+    import torch  # here, so that the toolchain tests never pay for importing torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -9,16 +9,7 @@ from torch import nn
 
 from exp import nb_04
 
-pytestmark = pytest.mark.nb04
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.nb04, pytest.mark.usefixtures("one_thread")]
 
 
 def tiny_dls(n_train=7, n_valid=5, bs=3, seed=0):

@@ -8,16 +8,7 @@ from torch import nn, optim
 
 from exp import nb_05
 
-pytestmark = pytest.mark.nb05
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.nb05, pytest.mark.usefixtures("one_thread")]
 
 
 def train_both(ours, theirs, steps=100, seed=0, groups=None, **hypers):

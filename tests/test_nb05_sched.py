@@ -9,16 +9,8 @@ from torch import nn, optim
 
 from exp import nb_05
 
-pytestmark = pytest.mark.nb05
+pytestmark = [pytest.mark.nb05, pytest.mark.usefixtures("one_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 positions = st.floats(min_value=0., max_value=1.)
 values = st.floats(min_value=1e-3, max_value=1e3)
