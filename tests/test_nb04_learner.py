@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.nb04, pytest.mark.usefixtures("one_thread")]
 
 EVENTS = ('before_fit after_fit before_epoch after_epoch before_batch after_batch predict '
           'after_predict get_loss after_loss backward after_backward step after_step zero_grad '
-          'after_cancel_fit after_cancel_epoch after_cancel_batch').split()
+          'after_cancel_fit after_cancel_epoch after_cancel_batch cleanup_fit').split()
 
 
 class Recorder(nb_04.Callback):
@@ -57,7 +57,7 @@ def expected(n_epochs, n_train=3, n_valid=2, train=True, valid=True):
     def epoch(p, n):
         return [f'before_epoch {p}', *batch_events(p, p == 'T') * n, f'after_epoch {p}']
     per_epoch = (epoch('T', n_train) if train else []) + (epoch('V', n_valid) if valid else [])
-    return ['before_fit'] + per_epoch * n_epochs + ['after_fit']
+    return ['before_fit'] + per_epoch * n_epochs + ['after_fit', 'cleanup_fit']
 
 
 def fit_log(*cbs, n_epochs=1, **kwargs):
@@ -79,7 +79,7 @@ def test_train_and_valid_flags(train, valid):
 
 
 def test_zero_epochs_fires_only_the_fit_events():
-    assert fit_log(n_epochs=0) == ['before_fit', 'after_fit']
+    assert fit_log(n_epochs=0) == ['before_fit', 'after_fit', 'cleanup_fit']
 
 
 def test_callbacks_run_in_order_ties_in_the_order_given():
@@ -98,7 +98,7 @@ def test_cancel_batch_ends_only_that_batch():
     assert second[:4] == ['before_batch T', 'predict T', 'after_predict T', 'after_cancel_batch T']
     assert second[4] == 'after_batch T'
     assert log.count('step T') == 2 and log.count('after_cancel_batch T') == 1
-    assert log.count('before_epoch V') == 1 and log[-1] == 'after_fit'
+    assert log.count('before_epoch V') == 1 and log[-2:] == ['after_fit', 'cleanup_fit']
 
 
 def test_cancel_epoch_ends_only_that_pass():
@@ -108,7 +108,7 @@ def test_cancel_epoch_ends_only_that_pass():
     assert log[:len(first)] == first
     assert log.count('before_batch T') == 1 + 3       # one batch in epoch 0, all three in epoch 1
     assert log.count('before_batch V') == 2 * 2       # validation untouched
-    assert log[-1] == 'after_fit'
+    assert log[-2:] == ['after_fit', 'cleanup_fit']
 
 
 def test_cancel_epoch_in_validation_keeps_training():
@@ -121,19 +121,19 @@ def test_cancel_epoch_in_validation_keeps_training():
 
 def test_cancel_fit_ends_the_fit_and_still_runs_after_fit():
     log = fit_log(RaiseAt('after_epoch', nb_04.CancelFitException), n_epochs=5)
-    assert log[-3:] == ['after_epoch T', 'after_cancel_fit', 'after_fit']
+    assert log[-4:] == ['after_epoch T', 'after_cancel_fit', 'after_fit', 'cleanup_fit']
     assert 'before_epoch V' not in log and log.count('before_epoch T') == 1
 
 
 def test_cancel_fit_from_a_batch():
     log = fit_log(RaiseAt('before_batch', nb_04.CancelFitException, n=2), n_epochs=3)
-    assert log[-3:] == ['before_batch T', 'after_cancel_fit', 'after_fit']
+    assert log[-4:] == ['before_batch T', 'after_cancel_fit', 'after_fit', 'cleanup_fit']
     assert 'after_epoch T' not in log      # the epoch was not ended normally: the fit was
 
 
 def test_cancel_in_before_fit_skips_every_epoch():
     assert fit_log(RaiseAt('before_fit', nb_04.CancelFitException), n_epochs=3) == \
-        ['before_fit', 'after_cancel_fit', 'after_fit']
+        ['before_fit', 'after_cancel_fit', 'after_fit', 'cleanup_fit']
 
 
 def test_other_exceptions_propagate_and_fit_time_cbs_are_removed():

@@ -74,7 +74,7 @@ def test_activation_stats_records_training_batches_only():
     for x in xs: model(x)
     model.eval()
     model(torch.randn(16, 1, 28, 28))                # not recorded
-    cb.after_fit(learn)
+    cb.cleanup_fit(learn)
     assert n_forward_hooks(model) == 0
     for name in ('mean', 'std', 'dead'):
         assert [len(v) for v in cb.stats(name)] == [3] * 4
@@ -89,7 +89,7 @@ def test_activation_stats_records_training_batches_only():
     assert torch.equal(hists[0][:, -1], act.detach().histc(40, -1., 9.))
     # a second fit starts afresh
     cb.before_fit(learn)
-    model.train(); model(xs[0]); cb.after_fit(learn)
+    model.train(); model(xs[0]); cb.cleanup_fit(learn)
     assert [len(v) for v in cb.stats('mean')] == [1] * 4
 
 
@@ -98,20 +98,40 @@ def test_activation_stats_filters_and_errors():
     cb = nb_06.ActivationStats(nn.Conv2d)             # a type works as the filter
     cb.before_fit(fake_learn(model))
     assert n_forward_hooks(model) == 5
-    cb.after_fit(fake_learn(model))
+    cb.cleanup_fit(fake_learn(model))
     with pytest.raises(ValueError, match='nothing recorded'): nb_06.ActivationStats().stats('mean')
     with pytest.raises(ValueError, match='no module'):
         nb_06.ActivationStats(nn.LSTM).before_fit(fake_learn(model))
 
 
-def test_activation_stats_before_fit_drops_hooks_of_a_fit_that_raised():
-    model = nb_06.cnn_model()
-    cb = nb_06.ActivationStats()
-    cb.before_fit(fake_learn(model))                  # then the fit raises: no after_fit
-    cb.before_fit(fake_learn(model))
-    assert n_forward_hooks(model) == 4                # not 8
-    cb.after_fit(fake_learn(model))
-    assert n_forward_hooks(model) == 0
+class FailAt(nb_06.Callback):
+    "Raise ZeroDivisionError at the `n`-th (0-based) training batch, after its forward pass."
+    def __init__(self, n): self.n, self.seen = n, 0
+    def after_loss(self, learn):
+        if learn.training:
+            self.seen += 1
+            if self.seen > self.n: raise ZeroDivisionError('a bug in a callback')
+
+
+def images_dls(n=16, bs=4):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return nb_06.get_dls(x, y, x, y, bs)
+
+
+@pytest.mark.parametrize('fit_time', [False, True])
+def test_activation_stats_removes_its_hooks_after_a_fit_that_raises(fit_time):
+    torch.manual_seed(0)
+    model, cb = nb_06.cnn_model(), nb_06.ActivationStats()
+    learn = nb_06.Learner(model, images_dls(), cbs=None if fit_time else cb)
+    with pytest.raises(ZeroDivisionError):
+        learn.fit(1, cbs=[FailAt(2), cb] if fit_time else FailAt(2))
+    assert n_forward_hooks(model) == 0                # no hook left on any module
+    assert [len(m) for m in cb.stats('mean')] == [3] * 4   # the batches before the crash are kept
+    model(torch.randn(2, 1, 28, 28))                  # and nothing records any more
+    assert [len(m) for m in cb.stats('mean')] == [3] * 4
+    learn.fit(1, cbs=cb if fit_time else None)        # the next fit starts afresh, then unhooks
+    assert n_forward_hooks(model) == 0 and [len(m) for m in cb.stats('mean')] == [4] * 4
 
 
 def test_activation_stats_plots_return_axes():
@@ -123,7 +143,7 @@ def test_activation_stats_plots_return_axes():
     cb.before_fit(fake_learn(model))
     model.train()
     for _ in range(2): model(torch.randn(4, 1, 28, 28))
-    cb.after_fit(fake_learn(model))
+    cb.cleanup_fit(fake_learn(model))
     assert len(cb.plot_stats()) == 2
     assert len(cb.color_dim()) == 4
     assert cb.dead_chart().get_ylim() == (0, 1)

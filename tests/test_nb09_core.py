@@ -176,3 +176,47 @@ def test_mixed_precision_on_cpu_keeps_float32_parameters_and_the_loss():
         assert mixed.metrics.last[k] == pytest.approx(full.metrics.last[k], rel=0.15), k
     assert mixed.metrics.last[k] != full.metrics.last[k]          # it really ran in lower precision
     assert mixed.metrics.last['valid_accuracy'] > 0.8
+
+
+class FailAt(nb_09.Callback):
+    "Raise ZeroDivisionError in the `n`-th (0-based) training batch, after its loss."
+    def __init__(self, n): self.n, self.seen = n, 0
+    def after_loss(self, learn):
+        if learn.training:
+            self.seen += 1
+            if self.seen > self.n: raise ZeroDivisionError('a bug in a callback')
+
+
+def test_distributed_cb_unwraps_ddp_after_a_fit_that_raises(monkeypatch):
+    for k in ['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']:
+        monkeypatch.delenv(k, raising=False)
+    nb_09.dist.init_process_group('gloo', store=nb_09.dist.HashStore(), rank=0, world_size=1)
+    try:                                          # a group of one, in this process: DDP for real
+        seen = []
+        class SeeModel(nb_09.Callback):
+            def before_epoch(self, learn): seen.append(type(learn.model))
+        learn = small_learner([nb_09.DistributedCB(seed=1), SeeModel()])
+        model, dls = learn.model, learn.dls
+        with pytest.raises(ZeroDivisionError): learn.fit(1, cbs=FailAt(2))
+        assert seen == [nb_09.DDP]                    # it was wrapped during the fit...
+        assert learn.model is model and learn.dls is dls and not learn.quiet   # ...and is no more
+        learn.fit(1)                                  # and the learner still trains
+        assert learn.model is model and seen[-2:] == [nb_09.DDP, type(model)]
+    finally: nb_09.dist.destroy_process_group()
+    assert not nb_09.dist.is_initialized()
+
+
+def test_distributed_cb_other_ranks_print_nothing(monkeypatch, capsys):
+    for k in ['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(nb_09, 'get_rank', lambda: 1)    # as if this process were rank 1 of 2
+    monkeypatch.setattr(nb_09, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(nb_09, '_reduce_metric', lambda m, device: None)   # no group to sum over
+    learn = nb_09.Learner(small_learner([]).model, small_learner([]).dls, lr=0.5,
+                          cbs=[nb_09.DistributedCB(seed=1), nb_09.MetricsCB(), nb_09.ProgressCB()])
+    learn.fit(2)
+    out = capsys.readouterr().out
+    assert out == 'DistributedCB: no launcher (RANK is not set): training in this one process\n'
+    assert not learn.quiet and len(learn.metrics.history) == 2   # numbers kept; quiet undone
+    with pytest.raises(ZeroDivisionError): learn.fit(1, cbs=FailAt(0))
+    assert not learn.quiet and capsys.readouterr().out.count('\n') == 1     # the note only
