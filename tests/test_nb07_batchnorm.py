@@ -98,3 +98,35 @@ def test_bad_input(shape, match):
 def test_single_sample_is_fine_in_eval():
     bn = nb_07.BatchNorm(8).eval()
     assert bn(torch.zeros(1, 8)).shape == (1, 8)
+
+
+def test_two_values_per_channel_give_plus_minus_one():
+    "Section 6 of the notebook: with m = 2, training-mode batch norm keeps only the order of the pair."
+    x = torch.randn(2, 6, generator=torch.Generator().manual_seed(0)) * 5 + 3
+    y = nb_07.BatchNorm(6)(x).detach()
+    half_gap = (x[0] - x[1]).abs() / 2                                  # each value's distance to the mean
+    torch.testing.assert_close(y.abs(), (half_gap / (half_gap ** 2 + 1e-5).sqrt()).expand(2, 6))
+    assert (y.abs() > 0.99).all()                                       # +-1 up to eps
+    assert torch.equal(y[0] > 0, x[0] > x[1])
+
+
+def test_smoke_bn_cnn_learns_fashion_mnist():
+    "Seeded: a small CNN with our BatchNorm, one pass over 6,000 real images, beats 75% on 2,000 test images."
+    try: x, y, xt, yt = nb_07.get_fashion_mnist()
+    except FileNotFoundError as e: pytest.skip(str(e))
+    m, s = x.mean(), x.std()
+    x, xt = ((x[:6000] - m) / s).view(-1, 1, 28, 28), ((xt[:2000] - m) / s).view(-1, 1, 28, 28)
+    y, yt = y[:6000], yt[:2000]
+    torch.manual_seed(0)
+    layers, ni = [], 1
+    for nf in (8, 16, 32, 64):
+        layers += [nn.Conv2d(ni, nf, 3, 2, 1, bias=False), nb_07.BatchNorm(nf), nn.ReLU()]
+        ni = nf
+    model = nn.Sequential(*layers, nn.Conv2d(ni, 10, 3, 2, 1), nn.Flatten())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for i in range(0, 6000, 64):
+        loss = nn.functional.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
+        loss.backward(); opt.step(); opt.zero_grad()
+    model.eval()
+    with torch.no_grad(): acc = (model(xt).argmax(1) == yt).float().mean().item()
+    assert acc > 0.75, acc
