@@ -333,3 +333,211 @@ def test_every_def_has_a_one_line_docstring():
     for obj in defs:
         doc = obj.__doc__
         assert doc and doc.strip() and '\n' not in doc.strip(), obj.__name__
+
+
+def test_download_mnist_mirrors_parameter_changes_nothing_global(server, cache, synth):
+    before = list(nb_00a.MNIST_MIRRORS)
+    nb_00a.download_mnist(mirrors=[serve(server, 'p', synth[2])])
+    assert cached(cache) == [IMG, LBL] and nb_00a.MNIST_MIRRORS == before
+
+
+def test_load_idx_names_are_explicit(tmp_path, synth):
+    x, y, files = synth
+    (tmp_path / 'imgs.gz').write_bytes(files[IMG]); (tmp_path / 'lbls.gz').write_bytes(files[LBL])
+    check_synth(nb_00a.load_idx(tmp_path, images='imgs.gz', labels='lbls.gz'), synth)
+    with pytest.raises(ValueError, match='lbls.gz: magic number 2049 is not 2051'):
+        nb_00a.load_idx(tmp_path, images='lbls.gz', labels='imgs.gz')
+
+
+# ---- Fashion-MNIST -------------------------------------------------------------------------------------
+
+FTR_X, FTR_Y = 'train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'
+FTE_X, FTE_Y = 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'
+FASHION_DIR = nb_00a.Path('/usr/share/datasets/fashion-mnist')
+
+
+def idx_sha(body):
+    return hashlib.sha256(gzip.decompress(body)).hexdigest()
+
+
+@pytest.fixture
+def fsynth():
+    "Small synthetic Fashion-MNIST (20 train, 10 test, balanced classes): arrays and their IDX files."
+    rng = np.random.default_rng(1)
+    arrays = {FTR_X: rng.integers(0, 256, (20, 28, 28)), FTR_Y: rng.permutation(np.arange(20) % 10),
+              FTE_X: rng.integers(0, 256, (10, 28, 28)), FTE_Y: rng.permutation(np.arange(10) % 10)}
+    files = {k: idx_bytes(a, 2051 if a.ndim == 3 else 2049) for k, a in arrays.items()}
+    return arrays, files
+
+
+@pytest.fixture
+def fcache(tmp_path, monkeypatch, fsynth):
+    "An empty cache, no system folder, no mirrors, and the pinned digests and sizes of the synthetic set."
+    _, files = fsynth
+    monkeypatch.setenv('FOUNDATIONS_DATA', str(tmp_path / 'data'))
+    monkeypatch.setattr(nb_00a, 'FASHION_SPLITS', {'train': (FTR_X, FTR_Y, 20), 'test': (FTE_X, FTE_Y, 10)})
+    monkeypatch.setattr(nb_00a, 'FASHION_MD5', {k: hashlib.md5(v).hexdigest() for k, v in files.items()})
+    monkeypatch.setattr(nb_00a, 'FASHION_SHA256', {k: idx_sha(v) for k, v in files.items()})
+    monkeypatch.setattr(nb_00a, 'FASHION_DIRS', [])
+    monkeypatch.setattr(nb_00a, 'FASHION_MIRRORS', [])
+    return tmp_path / 'data' / 'fashion-mnist'
+
+
+def write_files(folder, files):
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, v in files.items(): (folder / k).write_bytes(v)
+    return folder
+
+
+def check_fsynth(res, fsynth):
+    arrays, _ = fsynth
+    xt, yt, xs, ys = res
+    assert xt.shape == (20, 784) and xs.shape == (10, 784) and yt.shape == (20,) and ys.shape == (10,)
+    assert xt.dtype == xs.dtype == torch.float32 and yt.dtype == ys.dtype == torch.int64
+    for got, name in ((xt, FTR_X), (xs, FTE_X)):
+        assert torch.equal(got, torch.from_numpy(arrays[name].reshape(len(got), 784)).float() / 255)
+    for got, name in ((yt, FTR_Y), (ys, FTE_Y)):
+        assert torch.equal(got, torch.from_numpy(arrays[name]).long())
+
+
+def test_fashion_configuration():
+    assert nb_00a.FASHION_MD5 == {FTR_X: '8d4fb7e6c68d591d4c3dfef9ec88bf0d', FTR_Y: '25c81989df183df01b3e8a0aad5dffbe',
+                                  FTE_X: 'bef4ecab320f06d8554ea6380940ec79', FTE_Y: 'bb300cfdad3c16e7a12a480ee83cd310'}
+    assert set(nb_00a.FASHION_SHA256) == set(nb_00a.FASHION_MD5)
+    assert len(nb_00a.FASHION_CLASSES) == 10 and nb_00a.FASHION_CLASSES[9] == 'Ankle boot'
+    assert all(m.endswith('/') for m in nb_00a.FASHION_MIRRORS) and len(nb_00a.FASHION_MIRRORS) >= 2
+    assert str(FASHION_DIR) in nb_00a.FASHION_DIRS
+
+
+@pytest.mark.skipif(not FASHION_DIR.exists(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_real_from_the_debian_folder(capsys, monkeypatch, tmp_path):
+    "The real 70,000 images: recompressed by Debian, so the .gz md5s differ, yet the content verifies."
+    monkeypatch.setenv('FOUNDATIONS_DATA', str(tmp_path / 'data'))
+    monkeypatch.setattr(nb_00a, 'FASHION_MIRRORS', [])
+    xt, yt, xs, ys = nb_00a.get_fashion_mnist()
+    assert 'system dataset folder' in capsys.readouterr().out
+    assert xt.shape == (60_000, 784) and xs.shape == (10_000, 784) and xt.dtype == torch.float32
+    assert yt.dtype == torch.int64 and 0 <= xt.min() and xt.max() == 1
+    assert torch.bincount(yt).tolist() == [6000] * 10 and torch.bincount(ys).tolist() == [1000] * 10
+    assert not (tmp_path / 'data').exists()      # read in place, never copied into the cache
+
+
+def test_fashion_download_then_cache(server, fcache, fsynth, monkeypatch, capsys):
+    monkeypatch.setattr(nb_00a, 'FASHION_MIRRORS', [serve(server, 'f', fsynth[1])])
+    check_fsynth(nb_00a.get_fashion_mnist(), fsynth)
+    assert 'downloaded into the cache' in capsys.readouterr().out
+    assert cached(fcache) == sorted(fsynth[1])
+    def no_network(*args, **kwargs): raise AssertionError('the network was used')
+    monkeypatch.setattr(urllib.request, 'urlopen', no_network)
+    check_fsynth(nb_00a.get_fashion_mnist(), fsynth)
+    assert '(the cache)' in capsys.readouterr().out
+
+
+def test_fashion_first_mirror_bad_then_second(server, fcache, fsynth, monkeypatch):
+    bad = {k: v[:-1] + bytes([v[-1] ^ 1]) for k, v in fsynth[1].items()}   # one bit flipped
+    monkeypatch.setattr(nb_00a, 'FASHION_MIRRORS', [serve(server, 'a', bad), serve(server, 'b', fsynth[1])])
+    check_fsynth(nb_00a.get_fashion_mnist(), fsynth)
+    assert cached(fcache) == sorted(fsynth[1])
+
+
+def test_fashion_source_order(tmp_path, fcache, fsynth, monkeypatch, capsys):
+    system = write_files(tmp_path / 'system', fsynth[1])
+    monkeypatch.setattr(nb_00a, 'FASHION_DIRS', [str(tmp_path / 'absent'), str(system)])
+    check_fsynth(nb_00a.get_fashion_mnist(), fsynth)
+    assert 'system dataset folder' in capsys.readouterr().out and not fcache.exists()
+    write_files(fcache, fsynth[1])
+    nb_00a.get_fashion_mnist()
+    assert '(the cache)' in capsys.readouterr().out
+    given = write_files(tmp_path / 'given', fsynth[1])
+    nb_00a.get_fashion_mnist(given)
+    assert '(the folder given)' in capsys.readouterr().out
+
+
+def test_fashion_path_missing_file(tmp_path, fcache, fsynth):
+    write_files(tmp_path, {k: v for k, v in fsynth[1].items() if k != FTE_Y})
+    with pytest.raises(FileNotFoundError, match=FTE_Y):
+        nb_00a.get_fashion_mnist(tmp_path)
+
+
+def test_fashion_nowhere_says_both_ways(server, fcache, monkeypatch):
+    monkeypatch.setattr(nb_00a, 'FASHION_MIRRORS', [dead_url(), f'{server.url}/missing/'])
+    with pytest.raises(FileNotFoundError) as e:
+        nb_00a.get_fashion_mnist()
+    msg = str(e.value)
+    assert 'online' in msg and 'apt-get install dataset-fashion-mnist' in msg and FTR_X in msg
+    assert not fcache.exists()
+
+
+def labels_with(n, **change):
+    y = np.arange(n) % 10
+    for i, v in change.items(): y[int(i[1:])] = v
+    return y
+
+
+BAD = {  # name: (file, body maker from the good files, what the error says)
+    'cut-gzip': (FTR_X, lambda f: f[FTR_X][:-20], 'not a readable gzip file'),
+    'not-gzip': (FTE_X, lambda f: b'<html>404 Not Found</html>', 'not a readable gzip file'),
+    'wrong-magic': (FTR_Y, lambda f: idx_bytes(np.zeros((20, 28, 28)), 2051), 'magic number 2051 is not 2049'),
+    'promises-more': (FTE_Y, lambda f: gzip.compress((2049).to_bytes(4, 'big') + (10).to_bytes(4, 'big') + bytes(9)),
+                      'header promises [10] = 10 bytes, file has 9'),
+    'label-11': (FTR_Y, lambda f: idx_bytes(labels_with(20, i3=11), 2049), 'labels outside 0-9'),
+    'fewer-labels': (FTE_Y, lambda f: idx_bytes(np.arange(9), 2049), 'expected (10,)'),
+    'more-images': (FTE_X, lambda f: idx_bytes(np.zeros((11, 28, 28)), 2051), 'expected (10, 28, 28)'),
+    'unbalanced': (FTR_Y, lambda f: idx_bytes(labels_with(20, i0=1), 2049), 'per class, not 2 of each'),
+    'other-content': (FTR_X, lambda f: idx_bytes(np.zeros((20, 28, 28)), 2051), 'decoded sha256'),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD))
+def test_fashion_bad_file_in_a_folder(tmp_path, fcache, fsynth, case):
+    name, make, msg = BAD[case]
+    folder = write_files(tmp_path / 'given', {**fsynth[1], name: make(fsynth[1])})
+    with pytest.raises(ValueError) as e:
+        nb_00a.get_fashion_mnist(folder)
+    assert str(folder / name) in str(e.value) and msg in str(e.value)
+
+
+@pytest.mark.parametrize('case', [c for c in BAD if c != 'cut-gzip'])
+def test_fashion_bad_download_never_enters_the_cache(server, fcache, fsynth, monkeypatch, case):
+    "Even a file whose md5 matches (here: the pinned md5 is changed to the bad file's) is refused by content."
+    name, make, msg = BAD[case]
+    body = make(fsynth[1])
+    monkeypatch.setitem(nb_00a.FASHION_MD5, name, hashlib.md5(body).hexdigest())
+    monkeypatch.setattr(nb_00a, 'FASHION_MIRRORS', [serve(server, 'f', {**fsynth[1], name: body})])
+    with pytest.raises(FileNotFoundError) as e:
+        nb_00a.get_fashion_mnist()
+    assert f'{server.url}/f/{name}: {name}' in str(e.value) and msg in str(e.value)
+    assert name not in cached(fcache) and not any(p.endswith('.part') for p in cached(fcache))
+
+
+def test_fashion_truncated_transfer_leaves_nothing(server, fcache, fsynth, monkeypatch):
+    monkeypatch.setattr(nb_00a, 'FASHION_MIRRORS', [serve(server, 'f', fsynth[1], mode='truncate')])
+    with pytest.raises(FileNotFoundError, match='truncated|IncompleteRead'):
+        nb_00a.get_fashion_mnist()
+    assert cached(fcache) == []
+
+
+def test_fashion_bad_file_in_the_cache_is_an_error(fcache, fsynth):
+    write_files(fcache, {**fsynth[1], FTR_Y: idx_bytes(labels_with(20, i3=11), 2049)})
+    with pytest.raises(ValueError, match=f'{FTR_Y}: labels outside 0-9'):
+        nb_00a.get_fashion_mnist()
+
+
+# ---- show_images ---------------------------------------------------------------------------------------
+
+def test_show_images():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    xs, ys = torch.rand(10, 784), torch.arange(10)
+    axs = nb_00a.show_images(xs, ys, nb_00a.FASHION_CLASSES, ncols=4)
+    assert axs.shape == (3, 4) and axs[0, 1].get_title() == 'Trouser' and not axs[2, 3].images
+    assert nb_00a.show_images(xs.view(10, 28, 28)[:3], ys[:3])[0, 2].get_title() == '2'
+    assert nb_00a.show_images(xs[:2]).shape == (1, 2)
+    plt.close('all')
+    with pytest.raises(ValueError, match='3 images but 2 labels'):
+        nb_00a.show_images(xs[:3], ys[:2])
+    with pytest.raises(ValueError, match='square images'):
+        nb_00a.show_images(torch.rand(2, 10))
+    with pytest.raises(ValueError, match='square images'):
+        nb_00a.show_images(torch.rand(0, 784))
