@@ -1,4 +1,4 @@
-"""`BatchNorm` of `exp.nb_07` against `nn.BatchNorm1d/2d`: both modes, running statistics, buffers, errors."""
+"""`BatchNorm` of `exp.nb_07` against `nn.BatchNorm1d/2d`: both modes, buffers, errors."""
 import pytest
 import torch
 from torch import nn
@@ -22,13 +22,13 @@ def close(a, b, rtol=1e-5, atol=1e-5):
     torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize('shape,torch_cls', [((16, 5), nn.BatchNorm1d), ((3, 5), nn.BatchNorm1d),
-                                             ((8, 5, 4, 3), nn.BatchNorm2d), ((2, 5, 1, 2), nn.BatchNorm2d),
-                                             ((6, 5, 7), nn.BatchNorm1d)])
+@pytest.mark.parametrize('shape,torch_cls', [
+    ((16, 5), nn.BatchNorm1d), ((3, 5), nn.BatchNorm1d), ((8, 5, 4, 3), nn.BatchNorm2d),
+    ((2, 5, 1, 2), nn.BatchNorm2d), ((6, 5, 7), nn.BatchNorm1d)])
 @pytest.mark.parametrize('mom', [0.1, 0.5])
 def test_matches_torch_in_training_then_eval(shape, torch_cls, mom):
     ours, theirs = paired(shape[1], torch_cls, mom=mom)
-    for step in range(6):                                  # several steps: the running stats accumulate
+    for step in range(6):                                  # several steps: running stats accumulate
         x = torch.randn(shape) * (step + 1) + step - 2     # statistics far from (0, 1), changing
         close(ours(x), theirs(x))
         close(ours.running_mean, theirs.running_mean)
@@ -42,8 +42,8 @@ def test_matches_torch_in_training_then_eval(shape, torch_cls, mom):
 
 
 def test_running_var_is_unbiased():
-    "With 4 values per channel the biased and unbiased variance differ by 4/3: torch keeps the unbiased."
-    bn = nb_07.BatchNorm(3, mom=1.0)                       # mom=1: the running value is the last batch's
+    "4 values per channel: biased and unbiased variance differ by 4/3; torch keeps the unbiased."
+    bn = nb_07.BatchNorm(3, mom=1.0)                       # mom=1: running value = last batch's
     x = torch.randn(4, 3) * 2
     bn(x)
     close(bn.running_var, x.var(0, correction=1))
@@ -89,7 +89,8 @@ def test_state_dict_round_trip_with_torch():
 
 
 @pytest.mark.parametrize('shape,match', [((4, 3, 5, 5), r'\(n, 8\)'), ((8,), r'\(8,\)'),
-                                         ((1, 8), 'more than one value'), ((1, 8, 1, 1), 'more than one value')])
+                                         ((1, 8), 'more than one value'),
+                                         ((1, 8, 1, 1), 'more than one value')])
 def test_bad_input(shape, match):
     with pytest.raises(ValueError, match=match):
         nb_07.BatchNorm(8)(torch.zeros(shape))
@@ -101,17 +102,17 @@ def test_single_sample_is_fine_in_eval():
 
 
 def test_two_values_per_channel_give_plus_minus_one():
-    "Section 6 of the notebook: with m = 2, training-mode batch norm keeps only the order of the pair."
+    "Notebook section 6: with m = 2, training-mode batch norm keeps only the order of the pair."
     x = torch.randn(2, 6, generator=torch.Generator().manual_seed(0)) * 5 + 3
     y = nb_07.BatchNorm(6)(x).detach()
-    half_gap = (x[0] - x[1]).abs() / 2                                  # each value's distance to the mean
+    half_gap = (x[0] - x[1]).abs() / 2                        # each value's distance to the mean
     torch.testing.assert_close(y.abs(), (half_gap / (half_gap ** 2 + 1e-5).sqrt()).expand(2, 6))
     assert (y.abs() > 0.99).all()                                       # +-1 up to eps
     assert torch.equal(y[0] > 0, x[0] > x[1])
 
 
 def test_smoke_bn_cnn_learns_fashion_mnist():
-    "Seeded: a small CNN with our BatchNorm, one pass over 6,000 real images, beats 75% on 2,000 test images."
+    "Seeded: a small CNN with our BatchNorm, one pass over 6,000 images: > 75% on 2,000 test."
     try: x, y, xt, yt = nb_07.get_fashion_mnist()
     except FileNotFoundError as e: pytest.skip(str(e))
     m, s = x.mean(), x.std()
