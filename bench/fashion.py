@@ -75,8 +75,8 @@ def evaluate(model, x, y, bs=2048, tta=False):
     return res
 
 
-def train(data, epochs, width, lr, bs, aug, seed, device, log):
-    "Train a fresh ResNet; return a dict of what happened."
+def train(data, epochs, width, lr, bs, aug, seed, device, log, save=None):
+    "Train a fresh ResNet; return a dict of what happened (and pass the dict so far to `save` after each epoch)."
     torch.manual_seed(seed)
     xt, yt, xv, yv = data
     nfs = tuple(max(1, round(w * width)) for w in (16, 32, 64, 128, 256, 512))
@@ -105,11 +105,13 @@ def train(data, epochs, width, lr, bs, aug, seed, device, log):
         log(f"  epoch {epoch + 1:>3}/{epochs}  train_loss {tot / n:.4f}  test_loss {ev['loss']:.4f}  "
             f"test_acc {ev['accuracy']:.4f}" + (f"  tta {ev['accuracy_tta']:.4f}" if 'accuracy_tta' in ev else '')
             + f"  {secs:.1f}s  {n / secs:,.0f} img/s")
+        if save: save(dict(epochs_done=epoch + 1, complete=False, train_seconds=round(t_train, 1),
+                           images_per_second=round((epoch + 1) * n / t_train, 1), history=hist))
     res = dict(epochs=epochs, width=width, nfs=list(nfs), lr=lr, bs=bs, augment=aug, seed=seed,
                params=sum(p.numel() for p in model.parameters()),
                mflops=round(nb_08.summary(model, xv[:1]).mflops, 3),
                train_seconds=round(t_train, 1), images_per_second=round(epochs * n / t_train, 1),
-               test_accuracy=hist[-1]['accuracy'], history=hist)
+               test_accuracy=hist[-1]['accuracy'], epochs_done=epochs, complete=True, history=hist)
     if aug: res['test_accuracy_tta'] = hist[-1]['accuracy_tta']
     return res
 
@@ -160,27 +162,32 @@ def main(argv=None):
                 git=git_commit(), loadavg_start=[round(v, 2) for v in load0], train=len(xt), test=len(xv))
     log(f"fashion bench: {info}")
     results = {}
-    for name in runs:
-        epochs, aug = (a.epochs, False) if name == 'resnet' else (a.aug_epochs, True)
-        log(f"run {name}: {epochs} epochs, width {a.width}, augmentation {aug}")
-        t0 = time.perf_counter()
-        r = train(data, epochs, a.width, a.lr, a.bs, aug, a.seed, device, log)
-        r.update(wall_seconds=round(time.perf_counter() - t0, 1), loadavg_end=[round(v, 2) for v in os.getloadavg()],
-                 **{k: info[k] for k in ('device', 'device_name', 'torch', 'threads', 'git', 'loadavg_start')},
-                 finished=time.strftime('%Y-%m-%d %H:%M:%S %Z'))
-        log(f"run {name}: test accuracy {r['test_accuracy']:.4f}"
-            + (f", with TTA {r['test_accuracy_tta']:.4f}" if aug else '')
-            + f"; {r['train_seconds']:.0f}s training, {r['images_per_second']:,.0f} images/s")
+    def save(name, r):
+        "Write run `name`'s dict `r` into the JSON at `out`, keeping the other runs there."
         saved = {}
         if out.exists():                           # keep the other runs in the file (e.g. made by another process)
             try: saved = json.loads(out.read_text(encoding='utf-8')).get('runs', {})
             except (ValueError, OSError): pass
-        results[name] = r
         saved[name] = r
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f'.{os.getpid()}.tmp')
         tmp.write_text(json.dumps(dict(runs=saved), indent=1) + '\n', encoding='utf-8')
         tmp.replace(out)
+
+    for name in runs:
+        epochs, aug = (a.epochs, False) if name == 'resnet' else (a.aug_epochs, True)
+        log(f"run {name}: {epochs} epochs, width {a.width}, augmentation {aug}")
+        t0 = time.perf_counter()
+        common = {k: info[k] for k in ('device', 'device_name', 'torch', 'threads', 'git', 'loadavg_start')}
+        r = train(data, epochs, a.width, a.lr, a.bs, aug, a.seed, device, log,
+                  save=lambda part: save(name, dict(epochs=epochs, width=a.width, augment=aug, **part, **common)))
+        r.update(wall_seconds=round(time.perf_counter() - t0, 1), loadavg_end=[round(v, 2) for v in os.getloadavg()],
+                 **common, finished=time.strftime('%Y-%m-%d %H:%M:%S %Z'))
+        log(f"run {name}: test accuracy {r['test_accuracy']:.4f}"
+            + (f", with TTA {r['test_accuracy_tta']:.4f}" if aug else '')
+            + f"; {r['train_seconds']:.0f}s training, {r['images_per_second']:,.0f} images/s")
+        results[name] = r
+        save(name, r)
         log(f"wrote {out}")
     return results
 
