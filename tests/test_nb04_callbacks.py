@@ -12,6 +12,15 @@ from exp import nb_04
 pytestmark = pytest.mark.nb04
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    "Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_dls(n_train=7, n_valid=5, bs=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     xt, yt = torch.randn(n_train, 4, generator=g), torch.randint(0, 3, (n_train,), generator=g)

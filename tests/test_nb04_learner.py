@@ -8,6 +8,15 @@ from exp import nb_04
 
 pytestmark = pytest.mark.nb04
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    "Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 EVENTS = ('before_fit after_fit before_epoch after_epoch before_batch after_batch predict after_predict '
           'get_loss after_loss backward after_backward step after_step zero_grad after_cancel_fit '
           'after_cancel_epoch after_cancel_batch').split()
