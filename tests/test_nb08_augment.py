@@ -17,9 +17,9 @@ def test_random_crop_shifts_each_image_by_at_most_pad():
     for xi, oi in zip(x, out):
         found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
                  if torch.equal(oi[:, 2:-2, 2:-2], xi[:, 2 + dy:8 + dy, 2 + dx:8 + dx])]
-        assert len(found) == 1                                    # the centre is a shifted copy of the input
+        assert len(found) == 1                  # the centre is a shifted copy of the input
         shifts.add(found[0])
-    assert len(shifts) > 10                                       # one shift per image, not one per batch
+    assert len(shifts) > 10                     # one shift per image, not one per batch
 
 
 def test_random_crop_fills_with_zeros_and_keeps_channels_together():
@@ -28,7 +28,7 @@ def test_random_crop_fills_with_zeros_and_keeps_channels_together():
     x[:, 1] = 2.
     out = nb_08.random_crop(x, pad=1)
     assert (out == 0).any() and set(out.unique().tolist()) <= {0., 1., 2.}
-    assert torch.equal(out[:, 1] == 0, out[:, 0] == 0)            # every channel of an image gets the same shift
+    assert torch.equal(out[:, 1] == 0, out[:, 0] == 0)   # the channels of an image shift together
     assert torch.equal(nb_08.random_crop(x, pad=0), x)
 
 
@@ -61,7 +61,8 @@ def test_augment_batch_transforms_only_the_images():
 def test_bad_shapes_are_refused():
     for f in (nb_08.random_crop, nb_08.random_flip, nb_08.augment):
         with pytest.raises(ValueError, match=r'\(bs, c, h, w\).*\(4, 784\)'): f(torch.rand(4, 784))
-    with pytest.raises(ValueError, match='pad must be >= 0'): nb_08.random_crop(torch.rand(1, 1, 4, 4), pad=-1)
+    with pytest.raises(ValueError, match='pad must be >= 0'):
+        nb_08.random_crop(torch.rand(1, 1, 4, 4), pad=-1)
 
 
 def test_tta_averages_plain_and_flipped_probabilities():
@@ -76,6 +77,6 @@ def test_tta_averages_plain_and_flipped_probabilities():
 
 
 def test_tta_of_a_mirror_symmetric_model_changes_nothing():
-    model = nn.Sequential(nb_08.GlobalAvgPool(), nn.Linear(2, 4))  # averaging the grid ignores a flip
+    model = nn.Sequential(nb_08.GlobalAvgPool(), nn.Linear(2, 4))   # the grid mean ignores a flip
     x = torch.randn(6, 2, 5, 5)
     torch.testing.assert_close(nb_08.tta_predict(model, x), model(x).softmax(-1))

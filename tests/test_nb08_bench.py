@@ -29,7 +29,8 @@ def test_both_runs_write_one_json(tmp_path, capsys):
 
 def test_a_second_invocation_keeps_the_other_run(tmp_path):
     out = tmp_path / 'f.json'
-    common = ['--limit', '128', '--bs', '64', '--width', '0.25', '--device', 'cpu', '--out', str(out)]
+    common = ['--limit', '128', '--bs', '64', '--width', '0.25', '--device', 'cpu',
+              '--out', str(out)]
     fashion.main(['--runs', 'augment', '--aug_epochs', '1', *common])
     fashion.main(['--runs', 'resnet', '--epochs', '1', *common])
     assert set(json.loads(out.read_text(encoding='utf-8'))['runs']) == {'resnet', 'augment'}

@@ -1,4 +1,4 @@
-"""`ResBlock` and `resnet` of `exp.nb_08`: shapes for every stride and channel change, the identity path, errors."""
+"""`ResBlock` and `resnet` of `exp.nb_08`: shapes for every stride and channel change, errors."""
 import pytest
 import torch
 from torch import nn
@@ -15,10 +15,10 @@ def test_shapes_for_every_stride_and_channel_change(ni, nf, stride, size):
     torch.manual_seed(0)
     block = nb_08.ResBlock(ni, nf, stride=stride)
     out = block(torch.randn(3, ni, size, size))
-    side = -(-size // stride)                                    # ceil: 7 -> 4, like the padded conv
+    side = -(-size // stride)                                    # ceil: 7 -> 4, as the conv
     assert out.shape == (3, nf, side, side)
-    assert isinstance(block.idconv, nn.Identity) == (ni == nf)   # a 1x1 conv only when channels change
-    assert isinstance(block.pool, nn.Identity) == (stride == 1)  # pooling only when the grid shrinks
+    assert isinstance(block.idconv, nn.Identity) == (ni == nf)   # 1x1 conv iff channels change
+    assert isinstance(block.pool, nn.Identity) == (stride == 1)  # pool iff the grid shrinks
 
 
 def test_non_square_and_odd_grids():
