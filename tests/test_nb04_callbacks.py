@@ -199,3 +199,15 @@ def test_early_stop_max_mode_and_min_delta():
     stop = nb_04.EarlyStopCB('acc', patience=2, min_delta=0.01, mode='max')
     nb_04.Learner(nn.Linear(4, 3), tiny_dls(), cbs=[fake, stop]).fit(5)
     assert len(fake.history) == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_fit_on_cuda_with_device_cb():
+    torch.manual_seed(0)
+    model, dls = nn.Linear(4, 3), tiny_dls()
+    cb = nb_04.MetricsCB(show=False, train_metrics=True)
+    learn = nb_04.Learner(model, dls, lr=0., cbs=[nb_04.DeviceCB('cuda'), cb])
+    learn.fit(1)
+    assert next(model.parameters()).is_cuda and learn.preds.is_cuda
+    with torch.no_grad(): preds = model.cpu()(dls.valid.ds.x)
+    assert cb.last['valid_loss'] == pytest.approx(F.cross_entropy(preds, dls.valid.ds.y).item(), rel=1e-5)

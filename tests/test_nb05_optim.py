@@ -151,3 +151,19 @@ def test_works_in_the_learner():
                               cbs=nb_05.MetricsCB(show=False))
         learn.fit(3)
         assert isinstance(learn.opt, opt_func) and learn.metrics.last['valid_loss'] < 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('ours,theirs,hypers', CASES[1::2], ids=[f'{c[0].__name__}' for c in CASES[1::2]])
+def test_matches_torch_on_cuda(ours, theirs, hypers):
+    "On CUDA torch uses its multi-tensor (foreach) kernels: the same algorithm, other rounding."
+    torch.manual_seed(0)
+    m1 = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3)).to('cuda')
+    m2 = copy.deepcopy(m1)
+    o1, o2 = ours(m1.parameters(), **hypers), theirs(m2.parameters(), **hypers)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(100):
+        x, y = torch.randn(16, 10, generator=g).to('cuda'), torch.randint(0, 3, (16,), generator=g).to('cuda')
+        for m, o in ((m1, o1), (m2, o2)):
+            F.cross_entropy(m(x), y).backward(); o.step(); o.zero_grad()
+    assert max_diff(m1, m2) <= 1e-5
