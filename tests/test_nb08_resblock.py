@@ -27,16 +27,25 @@ def test_non_square_and_odd_grids():
 
 
 def test_fresh_block_is_the_identity_then_relu():
-    "The zero-initialised last batch-norm scale makes a new block with ni == nf compute relu(x)."
+    "With zero_bn=True the zero last batch-norm scale makes a new block with ni == nf compute relu(x)."
     torch.manual_seed(0)
-    block = nb_08.ResBlock(5, 5)
+    block = nb_08.ResBlock(5, 5, zero_bn=True)
     x = torch.randn(4, 5, 6, 6)
     torch.testing.assert_close(block(x), torch.relu(x))
 
 
-def test_residual_path_is_used_once_trained_weights_are_nonzero():
+def test_zero_bn_is_off_by_default():
+    "By default the last batch-norm scale starts at one: a fresh block already uses its main path."
     torch.manual_seed(0)
     block = nb_08.ResBlock(5, 5)
+    torch.testing.assert_close(block.convs[-1][1].weight, torch.ones(5))
+    x = torch.randn(4, 5, 6, 6)
+    assert not torch.allclose(block(x), torch.relu(x))
+
+
+def test_residual_path_is_used_once_trained_weights_are_nonzero():
+    torch.manual_seed(0)
+    block = nb_08.ResBlock(5, 5, zero_bn=True)
     nn.init.ones_(block.convs[-1][1].weight)
     x = torch.randn(4, 5, 6, 6)
     assert not torch.allclose(block(x), torch.relu(x))
