@@ -53,12 +53,13 @@ def evaluate(model, x, y, bs=2048, tta=False):
     return res
 
 
-def train(data, epochs, width, lr, bs, aug, seed, device, log, save=None):
+def train(data, epochs, width, lr, bs, aug, seed, device, log, save=None, stem_ks=3):
     "Train a fresh ResNet; return what happened (and pass the progress to `save` after each epoch)."
     torch.manual_seed(seed)
     xt, yt, xv, yv = data
     nfs = tuple(max(1, round(w * width)) for w in WIDTHS)
-    model = nb_08.resnet(nfs).to(device)
+    model = nb_08.resnet(nfs, stem_ks=stem_ks)         # stored channels-last: faster convolutions
+    model = model.to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     steps = epochs * (len(xt) // bs)              # the last, partial batch is dropped
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -86,7 +87,8 @@ def train(data, epochs, width, lr, bs, aug, seed, device, log, save=None):
         speed = round((epoch + 1) * n / t_train, 1)
         if save: save(dict(epochs_done=epoch + 1, complete=False, train_seconds=round(t_train, 1),
                            images_per_second=speed, history=hist))
-    res = dict(epochs=epochs, width=width, nfs=list(nfs), lr=lr, bs=bs, augment=aug, seed=seed,
+    res = dict(epochs=epochs, width=width, nfs=list(nfs), stem_ks=stem_ks, lr=lr, bs=bs, augment=aug,
+               seed=seed, channels_last=True,
                params=sum(p.numel() for p in model.parameters()),
                mflops=round(nb_08.summary(model, xv[:1]).mflops, 3),
                train_seconds=round(t_train, 1), images_per_second=round(epochs * n / t_train, 1),
@@ -124,6 +126,7 @@ def parse_args(argv=None):
     p.add_argument('--epochs', type=int, default=5, help='epochs of the plain ResNet run')
     p.add_argument('--aug_epochs', type=int, default=20, help='epochs of the augmentation run')
     p.add_argument('--width', type=float, default=1.0, help='multiplies 16, 32, ..., 512')
+    p.add_argument('--stem_ks', type=int, default=3, help="the first block's kernel size")
     p.add_argument('--lr', type=float, default=1e-2, help='one-cycle peak learning rate')
     p.add_argument('--bs', type=int, default=1024)
     p.add_argument('--seed', type=int, default=42)
@@ -162,7 +165,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         head = dict(epochs=epochs, width=a.width, augment=aug, **info)
         r = train((xt, yt, xv, yv), epochs, a.width, a.lr, a.bs, aug, a.seed, device, log,
-                  save=lambda part: save_run(out, name, {**head, **part}))
+                  save=lambda part: save_run(out, name, {**head, **part}), stem_ks=a.stem_ks)
         r.update(info, wall_seconds=round(time.perf_counter() - t0, 1),
                  loadavg_end=[round(v, 2) for v in os.getloadavg()],
                  finished=time.strftime('%Y-%m-%d %H:%M:%S %Z'))
