@@ -69,7 +69,7 @@ def run(path, save=False, timeout=600, shown=None):
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     start = time.perf_counter()
     try:
-        client.execute()
+        client.execute(cleanup_kc=True)  # shut the kernel down after, also on failure: our km
     except CellExecutionError as e:
         error = f"{e.ename}: {e.evalue}" if getattr(e, "ename", None) else str(e).strip().splitlines()[-1]
         raise NotebookFailed(_describe(shown, current["index"], current["cell"], error)) from None

@@ -219,3 +219,22 @@ def test_save_on_a_full_disk_keeps_the_notebook_and_says_so_in_one_line(tmp_path
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["01_ok.ipynb"]
+
+
+@pytest.mark.parametrize("cells", [["import os\nopen('pid', 'w').write(str(os.getpid()))\n"],
+                                   ["import os\nopen('pid', 'w').write(str(os.getpid()))\n",
+                                    "raise ValueError('boom')\n"]], ids=["passes", "fails"])
+def test_in_process_run_shuts_its_kernel_down(tmp_path, cells):
+    "`run()` in a long-lived process (pytest runs every notebook so) leaves no kernel behind."
+    import os
+    import time
+    nb = write_nb(tmp_path / "01_pid.ipynb", cells)
+    try: run_notebook.run(nb)
+    except run_notebook.NotebookFailed: pass
+    pid = int((tmp_path / "pid").read_text())
+    for _ in range(50):                        # the shutdown request may take a moment
+        try: os.kill(pid, 0)
+        except ProcessLookupError: return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    pytest.fail(f"the kernel (pid {pid}) is still running after run() returned")
