@@ -65,7 +65,10 @@ def run(path, save=False, timeout=600, shown=None):
     def on_cell_start(cell, cell_index):
         current.update(index=cell_index, cell=cell)
 
+    # shutdown_kernel="immediate": the kernel is killed once done, so one stopped mid-cell (a timeout)
+    # cannot print a traceback of its own while it is being shut down
     client = NotebookClient(nb, timeout=timeout, km=_kernel_manager(), on_cell_start=on_cell_start,
+                            shutdown_kernel="immediate",
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     start = time.perf_counter()
     try:
