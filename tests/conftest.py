@@ -43,6 +43,26 @@ def write_nb(path, cells, metadata=None):
     return path
 
 
+class DiskFull:
+    """A stand-in for `open(path, 'wb')` whose file writes half its data, then fails."""
+
+    def __init__(self, real_open):
+        self.real_open = real_open
+
+    def __call__(self, path, mode="r", *args, **kwargs):
+        f = self.real_open(path, mode, *args, **kwargs)
+        if "w" not in mode:
+            return f
+        real_write = f.write
+
+        def write(data):
+            real_write(data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+
+        f.write = write
+        return f
+
+
 @pytest.fixture
 def cell():
     """`cell.code(source)` and `cell.md(source)` build cell dicts for `make_nb`."""
@@ -107,3 +127,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def watchdog(request):
+    """A hard limit: a test that hangs dumps its stack and ends pytest instead of blocking CI
+    (`WATCHDOG_S` in the test module sets the seconds; use with `pytest.mark.usefixtures`)."""
+    import faulthandler
+    faulthandler.dump_traceback_later(getattr(request.module, "WATCHDOG_S", 120), exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import clean_nbs  # noqa: E402
 
-from conftest import code, md, write_nb  # noqa: E402
+from conftest import DiskFull, code, md, write_nb  # noqa: E402
 
 pytestmark = pytest.mark.toolchain
 
@@ -264,14 +264,7 @@ def test_a_failed_write_keeps_the_notebook_and_leaves_no_temporary_file(dirty, m
             return real_open(path, mode, *args, **kwargs)
         if fault == "read-only":
             raise PermissionError(13, "Permission denied", str(path))
-        f = real_open(path, mode, *args, **kwargs)
-        real_write = f.write
-
-        def write(data):
-            real_write(data[: len(data) // 2])
-            raise OSError(28, "No space left on device")
-        f.write = write
-        return f
+        return DiskFull(real_open)(path, mode, *args, **kwargs)
 
     monkeypatch.setattr(n2s, "open", failing_open, raising=False)
     with pytest.raises(n2s.ToolError, match=f"01_dirty.ipynb: cannot write it \\({reason}\\)"):

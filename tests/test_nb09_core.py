@@ -1,5 +1,4 @@
 """`exp.nb_09` in one process: sharding against torch's `DistributedSampler`, helpers, errors."""
-import faulthandler
 import os
 import socket
 import time
@@ -9,15 +8,8 @@ import torch
 
 from exp import nb_09
 
-pytestmark = pytest.mark.nb09
-
-
-@pytest.fixture(autouse=True)
-def watchdog():
-    "A hard limit: a test that hangs dumps its stack and ends pytest instead of blocking CI."
-    faulthandler.dump_traceback_later(60, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
+pytestmark = [pytest.mark.nb09, pytest.mark.usefixtures("watchdog")]
+WATCHDOG_S = 60  # seconds before a hung test ends pytest (conftest's `watchdog`)
 
 
 def ds_of(n):

@@ -3,7 +3,6 @@
 Each `launch` costs seconds (two Pythons importing torch), so one launch checks several things.
 """
 import copy
-import faulthandler
 import os
 import subprocess
 import sys
@@ -16,16 +15,9 @@ import torch.nn.functional as F
 
 from exp import nb_09
 
-pytestmark = pytest.mark.nb09
+pytestmark = [pytest.mark.nb09, pytest.mark.usefixtures("watchdog")]
+WATCHDOG_S = 150  # seconds before a hung test ends pytest (conftest's `watchdog`)
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def watchdog():
-    "A hard limit: a test that hangs dumps its stack and ends pytest instead of blocking CI."
-    faulthandler.dump_traceback_later(150, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
 
 
 def data(n=96, n_in=8, seed=1):

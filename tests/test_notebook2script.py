@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import notebook2script as n2s  # noqa: E402
 
-from conftest import Project, code, md  # noqa: E402
+from conftest import DiskFull, Project, code, md  # noqa: E402
 
 pytestmark = pytest.mark.toolchain
 
@@ -269,26 +269,6 @@ def test_an_existing_init_is_not_overwritten(project):
     project.nb("01_x", ["#export\nx = 1\n"])
     project.export()
     assert (project.exp / "__init__.py").read_text(encoding="utf-8") == "__version__ = '9'\n"
-
-
-class DiskFull:
-    """A stand-in for `open(path, 'wb')` whose file writes half its data, then fails."""
-
-    def __init__(self, real_open):
-        self.real_open = real_open
-
-    def __call__(self, path, mode="r", *args, **kwargs):
-        f = self.real_open(path, mode, *args, **kwargs)
-        if "w" not in mode:
-            return f
-        real_write = f.write
-
-        def write(data):
-            real_write(data[: len(data) // 2])
-            raise OSError(28, "No space left on device")
-
-        f.write = write
-        return f
 
 
 @pytest.mark.parametrize("failure", ["during the write", "during the rename"])
