@@ -60,7 +60,8 @@ def test_cleanup_fit_once_in_a_failing_fit(event):
 def test_a_fit_refused_before_before_fit_has_no_cleanup():
     cb = Log()
     learn = nb_04.Learner(nn.Linear(4, 2), tiny_dls(), cbs=cb)
-    with pytest.raises(ValueError, match='2 TrainCBs'): learn.fit(1, cbs=nb_04.TrainCB())
+    with pytest.raises(ValueError, match='2 TrainCBs'):
+        learn.fit(1, cbs=[nb_04.TrainCB(), nb_04.TrainCB()])
     assert cb.log == []
 
 

@@ -163,8 +163,11 @@ def test_a_traincb_subclass_replaces_the_default_and_two_are_refused():
     assert [type(cb) for cb in learn.cbs] == [NoStep]
     learn.fit(2)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    with pytest.raises(ValueError, match='2 TrainCBs'): learn.fit(1, cbs=nb_04.TrainCB())
+    with pytest.raises(ValueError, match='2 TrainCBs'):
+        learn.fit(1, cbs=[nb_04.TrainCB(), nb_04.TrainCB()])
     assert [type(cb) for cb in learn.cbs] == [NoStep]
+    learn2 = nb_04.Learner(nn.Linear(4, 2), tiny_dls(), cbs=[nb_04.TrainCB(), nb_04.TrainCB()])
+    with pytest.raises(ValueError, match='2 TrainCBs'): learn2.fit(1)
 
 
 @pytest.mark.parametrize('n', [-1, 1.5, '2', True])
@@ -207,17 +210,29 @@ def test_validation_is_in_eval_mode_without_gradients():
     assert set(modes) == {(True, True, True), (False, False, False)}
 
 
-def test_optimiser_created_once_kept_and_lr_changed_by_fit():
+class SeeLR(nb_04.Callback):
+    "The learning rate the optimiser holds at each training step."
+    def __init__(self): self.lrs = []
+    def after_step(self, learn):
+        opt = learn.opt
+        self.lrs.append(opt.param_groups[0]['lr'] if hasattr(opt, 'param_groups') else opt.lr)
+
+
+def test_optimiser_created_once_kept_and_lr_of_one_fit():
     learn = nb_04.Learner(nn.Linear(4, 2), tiny_dls(), lr=0.3, opt_func=torch.optim.SGD)
     assert learn.opt is None
     learn.fit(1)
     opt = learn.opt
     assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]['lr'] == 0.3
-    learn.fit(1, lr=0.05)
-    assert learn.opt is opt and opt.param_groups[0]['lr'] == 0.05
+    seen = SeeLR()
+    learn.fit(1, lr=0.05, cbs=seen)           # this fit's lr; the learner's stays 0.3
+    assert learn.opt is opt and seen.lrs == [0.05] * 3 and opt.param_groups[0]['lr'] == 0.3
     learn.opt = None
-    learn.fit(1, lr=0.)                       # 0 is a learning rate, not "no learning rate"
-    assert learn.opt is not opt and learn.opt.param_groups[0]['lr'] == 0.
+    learn.fit(1, lr=0., cbs=seen)             # 0 is a learning rate, not "no learning rate"
+    assert learn.opt is not opt and seen.lrs[-3:] == [0.] * 3
+    learn.lr = 0.02                           # learn.lr is what a plain fit trains at
+    learn.fit(1, cbs=seen)
+    assert seen.lrs[-3:] == [0.02] * 3
 
 
 def test_works_with_nb03_optimizer():
@@ -227,8 +242,9 @@ def test_works_with_nb03_optimizer():
     learn = nb_04.Learner(model, tiny_dls(), lr=0.1, opt_func=nb_04.Optimizer)
     learn.fit(1)
     assert learn.opt.lr == 0.1
-    learn.fit(1, lr=0.2)
-    assert learn.opt.lr == 0.2 and not torch.equal(before, model.weight)
+    seen = SeeLR()
+    learn.fit(1, lr=0.2, cbs=seen)
+    assert seen.lrs == [0.2] * 3 and learn.opt.lr == 0.1 and not torch.equal(before, model.weight)
 
 
 def test_learner_trains_like_a_plain_loop():
