@@ -202,8 +202,10 @@ def test_a_cancel_in_its_own_after_handler_does_not_escape_and_the_event_goes_on
 
 
 @pytest.mark.parametrize('event,exc,cancel', [
-    ('after_cancel_batch', nb_04.CancelBatchException, ('before_batch', nb_04.CancelBatchException)),
-    ('after_cancel_epoch', nb_04.CancelEpochException, ('before_epoch', nb_04.CancelEpochException)),
+    ('after_cancel_batch', nb_04.CancelBatchException,
+     ('before_batch', nb_04.CancelBatchException)),
+    ('after_cancel_epoch', nb_04.CancelEpochException,
+     ('before_epoch', nb_04.CancelEpochException)),
     ('after_cancel_fit', nb_04.CancelFitException, ('before_fit', nb_04.CancelFitException))])
 def test_a_cancel_in_its_own_after_cancel_handler_does_not_escape(event, exc, cancel):
     rec = Recorder()

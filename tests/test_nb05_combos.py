@@ -47,7 +47,8 @@ def test_a_schedule_cut_short_gives_its_hyper_parameters_back():
     class Boom(nb_05.Callback):
         def after_step(self, learn):
             if learn.iter == 2: raise RuntimeError('boom')
-    learn = nb_05.Learner(mlp(), tiny_dls(), lr=0.1, opt_func=nb_05.partial(nb_05.SGD, momentum=0.9))
+    learn = nb_05.Learner(mlp(), tiny_dls(), lr=0.1,
+                          opt_func=nb_05.partial(nb_05.SGD, momentum=0.9))
     with pytest.raises(RuntimeError): learn.fit_one_cycle(2, cbs=Boom())
     assert (nb_05.get_hyper(learn.opt, 'lr'), nb_05.get_hyper(learn.opt, 'mom')) == (0.1, 0.9)
     class Stop(nb_05.Callback):
