@@ -225,6 +225,9 @@ body.jp-Notebook main { max-width: 1100px; margin: 0 auto; padding: 8px 20px 0; 
 .site-page .highlight pre { margin: 0; padding: 10px 12px; font: 13px/1.45 ui-monospace,
   'DejaVu Sans Mono', monospace; }
 .site-page .lineno { color: #8c959f; }
+/* MathJax's hidden MathML copy for screen readers (AssistiveMML) is styled for TeX fonts that the
+   package does not ship (it has STIX-Web only); it is never shown, so it keeps the page's font. */
+.MJX_Assistive_MathML [class^="MJX-tex-"], .MJX_Assistive_MathML [mathvariant] { font-family: inherit; }
 """
 
 
@@ -273,6 +276,7 @@ def exporter():
         raise ToolError(f"cannot import nbconvert ({e}): install the dev requirements, "
                         "pip install -e \".[dev]\"") from None
     return HTMLExporter(template_name="lab", raw_template=PAGE_TEMPLATE, embed_images=True,
+                        exclude_input_prompt=True, exclude_output_prompt=True,  # no `In [ ]:`
                         filters={"clean_html": lambda text: text})
 
 
