@@ -32,13 +32,13 @@ from pathlib import Path
 from notebook2script import (ToolError, find_notebooks, module_name, project_paths, read_notebook,
                              rel_path, run_cli, select_notebooks, write_files)
 
-MARKER = ".build_site.json"  # in the output folder: says this tool wrote it, and lists what it wrote
+MARKER = ".build_site.json"  # in the output folder: this tool wrote it; lists what it wrote
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full"  # MathJax's combined config: TeX in, HTML-CSS out
 # What of jupyter-server-mathjax's MathJax the pages need (paths under its static/ folder); the
 # rest (SVG output, the a11y extensions, 40 translations: 9 of its 12 MB) is never requested.
-MATHJAX_KEEP = ("MathJax.js", "LICENSE", f"config/{MATHJAX_CONFIG}.js", "jax/element/", "jax/input/",
-                "jax/output/HTML-CSS/", "jax/output/NativeMML/", "jax/output/PreviewHTML/",
-                "extensions/", "fonts/HTML-CSS/STIX-Web/woff/")
+MATHJAX_KEEP = ("MathJax.js", "LICENSE", f"config/{MATHJAX_CONFIG}.js", "extensions/",
+                "jax/element/", "jax/input/", "jax/output/HTML-CSS/", "jax/output/NativeMML/",
+                "jax/output/PreviewHTML/", "fonts/HTML-CSS/STIX-Web/woff/")
 MATHJAX_SKIP = ("extensions/a11y/",)
 README_ROAD = "what it builds"  # the header of the README's table of notebooks (second column)
 README_RESULT = "ours"  # the column of the README's results table that holds a notebook's result
@@ -66,10 +66,9 @@ def split_row(line):
 def markdown_tables(text):
     """Every pipe table in markdown `text`: `[(first line index, header cells, [row cells])]`."""
     lines, tables, i = text.splitlines(), [], 0
+    rule = re.compile(r"\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?")  # |---|:--:|
     while i < len(lines) - 1:
-        sep = lines[i + 1].strip()
-        if lines[i].lstrip().startswith("|") and re.fullmatch(r"\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?",
-                                                                sep):
+        if lines[i].lstrip().startswith("|") and rule.fullmatch(lines[i + 1].strip()):
             header, rows, j = split_row(lines[i]), [], i + 2
             while j < len(lines) and lines[j].lstrip().startswith("|"):
                 rows.append(split_row(lines[j]))
@@ -93,7 +92,8 @@ def read_readme(root):
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ToolError(f"README.md: cannot read it ({e.strerror}); the index is built from its tables")
+        raise ToolError(f"README.md: cannot read it ({e.strerror}); "
+                        "the index is built from its tables") from None
     tables = markdown_tables(text)
 
     def find(test, what):
@@ -102,7 +102,8 @@ def read_readme(root):
             if names and names[0] == "notebook" and test(names):
                 return start, names, rows
         raise ToolError(f"README.md: no table with {what}; the index's road is read from it "
-                        "(restore the table, or change README_ROAD / README_RESULT in build_site.py)")
+                        "(restore the table, or change README_ROAD / README_RESULT "
+                        "in build_site.py)")
 
     _, _, road_rows = find(lambda n: len(n) > 1 and n[1] == README_ROAD,
                            f"the header '| notebook | {README_ROAD} |'")
@@ -119,7 +120,8 @@ def read_readme(root):
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
     paragraphs = re.split(r"\n\s*\n", text.split("\n## ", 1)[0])
     intro = next((p for p in paragraphs if p.strip() and not p.lstrip().startswith("#")), "")
-    return {"intro": intro, "road": road, "results": results, "results_md": "\n".join(lines[top:end])}
+    return {"intro": intro, "road": road, "results": results,
+            "results_md": "\n".join(lines[top:end])}
 
 
 def markdown_html(text, inline=False):
@@ -135,15 +137,15 @@ def markdown_html(text, inline=False):
 # ---- the pages ----------------------------------------------------------------------------------
 
 def mathjax_dir():
-    """The folder of MathJax 2.7 that PyPI's jupyter-server-mathjax ships (found without importing it:
-    its package imports jupyter_server)."""
+    """The folder of MathJax 2.7 that PyPI's jupyter-server-mathjax ships (found without importing
+    it: its package imports jupyter_server)."""
     from importlib.util import find_spec
 
     spec = find_spec("jupyter_server_mathjax")
     static = Path(spec.origin).parent / "static" if spec and spec.origin else None
     if static is None or not (static / "MathJax.js").is_file():
-        raise ToolError("MathJax is missing: pip install jupyter-server-mathjax (a dev requirement; "
-                        "pip install -e \".[dev]\"), which ships MathJax 2.7 for offline pages")
+        raise ToolError("MathJax is missing: pip install jupyter-server-mathjax (a dev "
+                        "requirement: pip install -e \".[dev]\"); it ships MathJax 2.7")
     return static
 
 
@@ -160,7 +162,8 @@ def mathjax_files(static):
 
 MATHJAX_HTML = """<script type="text/x-mathjax-config">
 MathJax.Hub.Config({
-  tex2jax: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], displayMath: [["$$", "$$"], ["\\\\[", "\\\\]"]],
+  tex2jax: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]],
+            displayMath: [["$$", "$$"], ["\\\\[", "\\\\]"]],
             processEscapes: true, processEnvironments: true},
   TeX: {equationNumbers: {autoNumber: "AMS", useLabelIds: true}},
   "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null},
@@ -168,7 +171,7 @@ MathJax.Hub.Config({
   displayAlign: "center", messageStyle: "none"
 });
 </script>
-<script src="{base}mathjax/MathJax.js?config={config}"></script>"""
+<script src="mathjax/MathJax.js?config=%s"></script>""" % MATHJAX_CONFIG
 
 # nbconvert's JupyterLab template, its <head> replaced: the shared stylesheets instead of 250 kB of
 # CSS inlined in every page, the local MathJax, and no require.js or mermaid from a CDN.
@@ -227,7 +230,8 @@ body.jp-Notebook main { max-width: 1100px; margin: 0 auto; padding: 8px 20px 0; 
 .site-page .lineno { color: #8c959f; }
 /* MathJax's hidden MathML copy for screen readers (AssistiveMML) is styled for TeX fonts that the
    package does not ship (it has STIX-Web only); it is never shown, so it keeps the page's font. */
-.MJX_Assistive_MathML [class^="MJX-tex-"], .MJX_Assistive_MathML [mathvariant] { font-family: inherit; }
+.MJX_Assistive_MathML [class^="MJX-tex-"],
+.MJX_Assistive_MathML [mathvariant] { font-family: inherit; }
 """
 
 
@@ -239,16 +243,19 @@ def nav_html(stem, stems, titles, module, tests, where="top"):
         if 0 <= k < len(stems):
             s = stems[k]
             tip = html.escape(titles.get(s, s), quote=True)
-            return f'<a rel="{rel}" href="{s}.html" title="{tip}">{arrow_before}{s}{arrow_after}</a>'
+            return (f'<a rel="{rel}" href="{s}.html" title="{tip}">'
+                    f"{arrow_before}{s}{arrow_after}</a>")
         return f'<span class="off">{arrow_before}{"start" if k < 0 else "end"}{arrow_after}</span>'
 
-    parts = [f'<a class="home" href="index.html">foundations</a>', link(i - 1, "&larr; ", "", "prev"),
-             '<a href="index.html">index</a>', link(i + 1, "", " &rarr;", "next")]
+    parts = ['<a class="home" href="index.html">foundations</a>',
+             link(i - 1, "&larr; ", "", "prev"), '<a href="index.html">index</a>',
+             link(i + 1, "", " &rarr;", "next")]
     src = []
     if module:
         src.append(f'module <a href="{module[1]}">{html.escape(module[0])}</a>')
     if tests:
-        src.append("tests " + ", ".join(f'<a href="{href}">{html.escape(name)}</a>' for name, href in tests))
+        src.append("tests " + ", ".join(f'<a href="{href}">{html.escape(name)}</a>'
+                                        for name, href in tests))
     else:
         src.append("no tests of its own")
     parts.append(f'<span class="src">{" &middot; ".join(src)}</span>')
@@ -286,13 +293,15 @@ def code_page(title, text, back, css_base=""):
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import PythonLexer
 
-    body = highlight(text, PythonLexer(), HtmlFormatter(linenos="inline", lineanchors="L", wrapcode=True))
+    formatter = HtmlFormatter(linenos="inline", lineanchors="L", wrapcode=True)  # #L12: line 12
+    body = highlight(text, PythonLexer(), formatter)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1.0">\n'
             f'<title>{html.escape(title)} &middot; foundations</title>\n'
             f'<link rel="stylesheet" href="{css_base}static/site.css">\n</head>\n<body>\n'
-            f'<nav class="site-nav" aria-label="lessons"><a class="home" href="{css_base}index.html">'
-            f'foundations</a>{back}<a href="{css_base}index.html">index</a></nav>\n'
+            f'<nav class="site-nav" aria-label="lessons">'
+            f'<a class="home" href="{css_base}index.html">foundations</a>{back}'
+            f'<a href="{css_base}index.html">index</a></nav>\n'
             f'<div class="site-page">\n<h1><code>{html.escape(title)}</code></h1>\n{body}</div>\n'
             f'</body>\n</html>\n')
 
@@ -310,22 +319,26 @@ def index_page(stems, titles, readme, warn):
         else:
             builds = markdown_html(builds, inline=True)
         result = readme["results"].get(stem)
-        result = markdown_html(result, inline=True) if result else '<span class="off">&mdash;</span>'
+        result = (markdown_html(result, inline=True) if result
+                  else '<span class="off">&mdash;</span>')
         rows.append(f'<tr><td><a href="{stem}.html"><code>{stem}</code></a></td>'
                     f"<td>{builds}</td><td>{result}</td></tr>")
     results = markdown_html(readme["results_md"])
     for stem in stems:  # the results table names notebooks: link them
-        results = results.replace(f"<code>{stem}</code>", f'<a href="{stem}.html"><code>{stem}</code></a>')
+        results = results.replace(f"<code>{stem}</code>",
+                                  f'<a href="{stem}.html"><code>{stem}</code></a>')
     return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1.0">\n'
             '<title>foundations: the lessons</title>\n'
             '<link rel="stylesheet" href="static/site.css">\n</head>\n<body>\n'
-            '<nav class="site-nav" aria-label="lessons"><a class="home" href="index.html">foundations'
-            f'</a><a href="{stems[0]}.html">start: {stems[0]} &rarr;</a></nav>\n'
+            '<nav class="site-nav" aria-label="lessons">'
+            '<a class="home" href="index.html">foundations</a>'
+            f'<a href="{stems[0]}.html">start: {stems[0]} &rarr;</a></nav>\n'
             '<div class="site-page">\n<h1>foundations</h1>\n'
             f"{markdown_html(readme['intro'])}\n"
             "<h2>The road</h2>\n<table>\n<thead><tr><th>notebook</th><th>what it builds</th>"
-            "<th>headline result</th></tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>\n"
+            "<th>headline result</th></tr></thead>\n<tbody>\n"
+            + "\n".join(rows) + "\n</tbody>\n</table>\n"
             f"{results}\n"
             "<p><small>Built by <code>python build_site.py</code> from the notebooks as committed "
             "(nothing re-run) and from README.md.</small></p>\n"
@@ -349,10 +362,11 @@ def output_folder(out, root):
     if path.exists() and not path.is_dir():
         raise ToolError(f"--out {shown}: is a file, not a folder")
     if path == root or path in root.parents:
-        raise ToolError(f"--out {shown}: is the project folder or above it; give a folder of its own")
+        raise ToolError(f"--out {shown}: is the project folder or above it; "
+                        "give a folder of its own")
     if path.is_dir() and not (path / MARKER).is_file() and any(path.iterdir()):
-        raise ToolError(f"--out {shown}: holds files that build_site.py did not write; give a new or "
-                        "empty folder (or delete this one)")
+        raise ToolError(f"--out {shown}: holds files that build_site.py did not write; "
+                        "give a new or empty folder (or delete this one)")
     return path, shown
 
 
@@ -387,7 +401,7 @@ def tests_of(stem, tests_dir):
 
 
 def build(*notebooks, out=None, root=None, say=print, warn=None):
-    """Render notebooks (all, or the named ones) and the index into the site; return the exit code."""
+    """Render notebooks (all, or the named ones) and the index into the site; return 0."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
     root, nbs_dir, lib_dir = project_paths(root)
@@ -395,8 +409,8 @@ def build(*notebooks, out=None, root=None, say=print, warn=None):
     chosen = select_notebooks(notebooks, nbs_dir, root)
     outside = [rel_path(p, root) for p in chosen if p not in every]
     if outside:
-        raise ToolError(f"{', '.join(outside)}: not a numbered notebook in {rel_path(nbs_dir, root)}/; "
-                        "the site shows those only")
+        raise ToolError(f"{', '.join(outside)}: not a numbered notebook in "
+                        f"{rel_path(nbs_dir, root)}/; the site shows those only")
     out_dir, shown_out = output_folder(out, root)
     readme = read_readme(root)
     static = mathjax_dir()
@@ -416,7 +430,6 @@ def build(*notebooks, out=None, root=None, say=print, warn=None):
     ex = exporter()
     tests_dir = root / "tests"
     writes, lab_css, n_code = [], None, 0
-    mathjax_tag = MATHJAX_HTML.replace("{base}", "").replace("{config}", MATHJAX_CONFIG)
     for p in chosen:
         stem = p.stem
         module = lib_dir / f"{module_name(p)}.py"
@@ -425,17 +438,19 @@ def build(*notebooks, out=None, root=None, say=print, warn=None):
             mod_link = (rel_path(module, root), f"exp/{module.name}.html")
             back = f'<a href="../{stem}.html">&larr; {stem}</a>'
             n_code += 1
+            text = module.read_text(encoding="utf-8")
             writes.append((out_dir / "exp" / f"{module.name}.html",
-                           code_page(rel_path(module, root), module.read_text(encoding="utf-8"), back, "../")))
+                           code_page(rel_path(module, root), text, back, "../")))
         test_links = []
         for t in tests_of(stem, tests_dir):
             test_links.append((t.name, f"tests/{t.name}.html"))
             n_code += 1
             back = f'<a href="../{stem}.html">&larr; {stem}</a>'
+            text = t.read_text(encoding="utf-8")
             writes.append((out_dir / "tests" / f"{t.name}.html",
-                           code_page(rel_path(t, root), t.read_text(encoding="utf-8"), back, "../")))
-        title = f"{stem}: {titles[stem]} · foundations" if titles[stem] else f"{stem} · foundations"
-        site = {"title": html.escape(title), "mathjax": mathjax_tag,
+                           code_page(rel_path(t, root), text, back, "../")))
+        title = f"{stem}: {titles[stem]}" if titles[stem] else stem
+        site = {"title": html.escape(f"{title} · foundations"), "mathjax": MATHJAX_HTML,
                 "nav_top": nav_html(stem, stems, titles, mod_link, test_links),
                 "nav_bottom": nav_html(stem, stems, titles, mod_link, test_links, where="bottom")}
         resources = {"metadata": {"name": stem, "path": str(nbs_dir)}, "site": site}
@@ -443,7 +458,8 @@ def build(*notebooks, out=None, root=None, say=print, warn=None):
             body, res = ex.from_notebook_node(rejoin_lines(nbformat.from_dict(nbs[stem])),
                                                resources=resources)
         except Exception as e:  # nbconvert's errors have no common base class
-            raise ToolError(f"{rel_path(p, root)}: nbconvert cannot render it: {type(e).__name__}: {e}") from None
+            raise ToolError(f"{rel_path(p, root)}: nbconvert cannot render it: "
+                            f"{type(e).__name__}: {e}") from None
         lab_css = lab_css or "\n".join(res.get("inlining", {}).get("css", []))
         writes.append((out_dir / f"{stem}.html", link_notebooks(body, stems)))
         say(f"{rel_path(p, root)} -> {shown_out}/{stem}.html")
@@ -480,7 +496,8 @@ def build(*notebooks, out=None, root=None, say=print, warn=None):
 def lab_stylesheet(ex, highlight_css):
     """nbconvert's JupyterLab stylesheet (light theme) plus the code highlighting, written once."""
     env = ex.environment
-    parts = [env.loader.get_source(env, name)[0] for name in ("static/index.css", "static/theme-light.css")]
+    parts = [env.loader.get_source(env, name)[0]
+             for name in ("static/index.css", "static/theme-light.css")]
     extra = """
 a.anchor-link { display: none; }
 .jp-InputArea { overflow: hidden; }
@@ -500,15 +517,16 @@ def read_marker(out_dir):
         files = json.loads((out_dir / MARKER).read_text(encoding="utf-8")).get("files", [])
     except (OSError, ValueError, AttributeError):
         return []
-    return [f for f in files if isinstance(f, str) and ".." not in Path(f).parts and not Path(f).is_absolute()]
+    return [f for f in files
+            if isinstance(f, str) and ".." not in Path(f).parts and not Path(f).is_absolute()]
 
 
 def main(*notebooks, out: str = None):
     """Render the numbered notebooks, with their committed outputs, as a site that reads offline.
 
     Usage:
-        python build_site.py                   # every numbered notebook -> site/; open site/index.html
-        python build_site.py 01_matmul         # one page (a stem, a file name or a path), and the index
+        python build_site.py                   # every numbered notebook -> site/index.html
+        python build_site.py 01_matmul         # one page (a stem, a file name or a path)
         python build_site.py --out=/tmp/site   # build somewhere else
     An option takes a value as `--out=DIR`, `--out DIR` or `-o DIR`.
     Exit codes: 0 built; 2 bad input or a file that cannot be read or written (one `error:` line).
