@@ -21,7 +21,8 @@ from conftest import DiskFull, code, md, write_nb  # noqa: E402
 
 pytestmark = pytest.mark.site
 
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==\n"
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
+       "rkJggg==\n")  # one pixel
 README = """# demo
 
 A demo course.
@@ -99,7 +100,8 @@ def test_pages_load_nothing_from_outside_and_every_local_reference_exists(site):
     assert len(pages) > len(STEMS)
     for page in pages:
         r = refs(page)
-        outside = [u for u in r.loads if not u.startswith("data:") and local_target(page, u) is None]
+        outside = [u for u in r.loads
+                   if not u.startswith("data:") and local_target(page, u) is None]
         assert not outside, f"{page.name} loads from outside the site: {outside}"
         text = page.read_text(encoding="utf-8")
         assert not re.search(r"""url\(\s*['"]?(https?:)?//|@import|cdnjs|unpkg|jsdelivr""", text)
@@ -124,7 +126,8 @@ def test_each_page_links_previous_index_next_its_module_and_its_tests(site, i):
     if (ROOT / "exp" / f"{module}.py").exists():
         assert f"exp/{module}.py.html" in links
     tests = sorted(p.name for p in (ROOT / "tests").glob(f"test_nb{module[3:]}_*.py"))
-    assert sorted(h[len("tests/"):-len(".html")] for h in set(links) if h.startswith("tests/")) == tests
+    linked = sorted(h[len("tests/"):-len(".html")] for h in set(links) if h.startswith("tests/"))
+    assert linked == tests
 
 
 def test_the_index_is_the_readmes_road_and_results(site):
@@ -145,7 +148,8 @@ def test_the_index_is_the_readmes_road_and_results(site):
 def test_mathjax_is_in_the_site_without_what_no_page_uses(site):
     out, _, _ = site
     mj = out / "mathjax"
-    assert (mj / "MathJax.js").is_file() and (mj / "config" / f"{build_site.MATHJAX_CONFIG}.js").is_file()
+    assert (mj / "MathJax.js").is_file()
+    assert (mj / "config" / f"{build_site.MATHJAX_CONFIG}.js").is_file()
     assert list((mj / "fonts" / "HTML-CSS" / "STIX-Web" / "woff").glob("*.woff"))
     assert not (mj / "jax" / "output" / "SVG").exists() and not (mj / "localization").exists()
     assert not (mj / "extensions" / "a11y").exists()
@@ -167,11 +171,13 @@ def tool_project(tmp_path, readme=README):
              [md("# Alpha\n\nThe sum $\\sum_i x_i$ and\n\n$$y = W x + b$$"),
               code("#export\ndef alpha(): return 1\n"), code("plot()\n", outputs=[plot])])
     write_nb(tmp_path / "nbs" / "02_beta.ipynb",
-             [md("# Beta, the *second*\n\nBack to [alpha](01_alpha.ipynb#Alpha)."), code("1 + 1\n")])
+             [md("# Beta, the *second*\n\nBack to [alpha](01_alpha.ipynb#Alpha)."),
+              code("1 + 1\n")])
     (tmp_path / "exp").mkdir()
     (tmp_path / "exp" / "nb_01.py").write_text("def alpha(): return 1\n", encoding="utf-8")
     (tmp_path / "tests").mkdir()
-    (tmp_path / "tests" / "test_nb01_alpha.py").write_text("def test_alpha(): pass\n", encoding="utf-8")
+    (tmp_path / "tests" / "test_nb01_alpha.py").write_text("def test_alpha(): pass\n",
+                                                           encoding="utf-8")
     return tmp_path
 
 
@@ -190,7 +196,8 @@ def test_a_notebook_missing_from_the_readme_gets_a_page_its_title_and_a_warning(
     res = site_cli(root)
     assert res.returncode == 0, res.stderr
     assert res.stderr.strip() == ("warning: 02_beta is not in README.md's table of notebooks "
-                                  "('| notebook | what it builds |'); the index shows its title instead")
+                                  "('| notebook | what it builds |'); "
+                                  "the index shows its title instead")
     assert res.stdout.splitlines()[:2] == ["nbs/01_alpha.ipynb -> site/01_alpha.html",
                                            "nbs/02_beta.ipynb -> site/02_beta.html"]
     index = (root / "site" / "index.html").read_text(encoding="utf-8")
@@ -228,7 +235,8 @@ def test_one_named_page_rebuilds_only_it_and_a_full_build_removes_stale_pages(tm
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--outt=x"], "error: unknown flag --outt (did you mean --out?); the flags are --out (see --help)"),
+    (["--outt=x"], "error: unknown flag --outt (did you mean --out?); the flags are --out "
+                   "(see --help)"),
     (["--out"], "error: --out needs a value, e.g. --out=VALUE"),
     (["99_nothing"], "error: no notebook named '99_nothing' (looked for it as a path and in "),
     (["--check"], "error: unknown flag --check; the flags are --out (see --help)"),
@@ -250,7 +258,8 @@ def test_help_shows_the_flags(tmp_path):
     (None, "error: README.md: cannot read it (No such file or directory); the index is built"),
     (README.replace("what it builds", "what it makes"),
      "error: README.md: no table with the header '| notebook | what it builds |'"),
-    (README.replace("| ours |", "| mine |"), "error: README.md: no table with a 'notebook' and an 'ours'"),
+    (README.replace("| ours |", "| mine |"),
+     "error: README.md: no table with a 'notebook' and an 'ours'"),
 ])
 def test_a_readme_without_its_tables_is_one_error_and_nothing_written(tmp_path, readme, message):
     root = tool_project(tmp_path, readme=readme)
@@ -264,14 +273,16 @@ def test_out_refuses_a_folder_it_did_not_build(tmp_path):
     mine = root / "notes"
     mine.mkdir()
     (mine / "keep.txt").write_text("mine", encoding="utf-8")
-    for out, message in [("notes", "error: --out notes: holds files that build_site.py did not write"),
-                         (".", "error: --out .: is the project folder or above it"),
-                         ("notes/keep.txt", "error: --out notes/keep.txt: is a file, not a folder")]:
+    for out, message in [
+            ("notes", "error: --out notes: holds files that build_site.py did not write"),
+            (".", "error: --out .: is the project folder or above it"),
+            ("notes/keep.txt", "error: --out notes/keep.txt: is a file, not a folder")]:
         res = site_cli(root, f"--out={out}")
         assert res.returncode == 2 and res.stderr.startswith(message), res.stderr
     assert snapshot(mine) == {"keep.txt": b"mine"}
     res = site_cli(root, "--out", "elsewhere/site")
-    assert res.returncode == 0 and (root / "elsewhere" / "site" / "index.html").is_file(), res.stderr
+    assert res.returncode == 0, res.stderr
+    assert (root / "elsewhere" / "site" / "index.html").is_file()
     assert site_cli(root, "-o", "elsewhere/site").returncode == 0  # a site it built: rebuilt
 
 
@@ -281,7 +292,8 @@ def test_a_failed_write_leaves_every_page_as_it_was(tmp_path, monkeypatch):
     assert build_site.build(out=str(out), root=root, say=lambda s: None, warn=lambda s: None) == 0
     before = snapshot(out)
     nb = root / "nbs" / "01_alpha.ipynb"
-    nb.write_text(nb.read_text(encoding="utf-8").replace("Alpha", "Alpha, edited"), encoding="utf-8")
+    edited = nb.read_text(encoding="utf-8").replace("Alpha", "Alpha, edited")
+    nb.write_text(edited, encoding="utf-8")
     monkeypatch.setattr(n2s, "open", DiskFull(open), raising=False)
     with pytest.raises(n2s.ToolError, match="cannot write it \\(No space left on device\\); it was "
                                             "left as it was, as was every other file"):
@@ -295,11 +307,12 @@ def test_a_notebook_outside_nbs_is_refused(tmp_path):
     write_nb(root / "other" / "03_x.ipynb", [md("# X")])
     res = site_cli(root, "other/03_x.ipynb")
     assert res.returncode == 2
-    assert res.stderr == "error: other/03_x.ipynb: not a numbered notebook in nbs/; the site shows those only\n"
+    assert res.stderr == ("error: other/03_x.ipynb: not a numbered notebook in nbs/; "
+                          "the site shows those only\n")
 
 
 def test_markdown_tables_split_cells_but_not_code():
     assert build_site.split_row("| `a|b` | c \\| d | e |") == ["`a|b`", "c \\| d", "e"]
     tables = build_site.markdown_tables(README)
-    assert [(h, len(rows)) for _, h, rows in tables] == [(["notebook", "what it builds"], 1),
-                                                         (["notebook", "what it trains", "ours"], 2)]
+    assert [(h, len(rows)) for _, h, rows in tables] == [
+        (["notebook", "what it builds"], 1), (["notebook", "what it trains", "ours"], 2)]

@@ -38,19 +38,20 @@ def find_browser():
     wanted = os.environ.get("FOUNDATIONS_BROWSER")
     if wanted:
         exe = shutil.which(wanted)
-        assert exe, f"FOUNDATIONS_BROWSER={wanted!r} is set (as .ci/run does) but is not an executable"
+        assert exe, f"FOUNDATIONS_BROWSER={wanted!r} is set (as .ci/run does) but not executable"
         return exe
     for name in BROWSERS:
         exe = shutil.which(name)
         if exe:
             return exe
     pytest.skip("no Chromium on PATH (looked for " + ", ".join(BROWSERS) + "): install Debian's "
-                "chromium-headless-shell (apt-get install chromium-headless-shell; .ci/run does as root)")
+                "chromium-headless-shell (apt-get install chromium-headless-shell; "
+                ".ci/run does as root)")
 
 
 class Chromium:
-    """Headless Chromium driven over the DevTools protocol: JSON messages ended by a NUL byte, written
-    to the browser's fd 3 and read from its fd 4 (`--remote-debugging-pipe`)."""
+    """Headless Chromium driven over the DevTools protocol: JSON messages ended by a NUL byte,
+    written to the browser's fd 3 and read from its fd 4 (`--remote-debugging-pipe`)."""
 
     def __init__(self, exe, profile, timeout=60):
         to_chrome_r, self.to_chrome = os.pipe()
@@ -63,10 +64,12 @@ class Chromium:
             os.dup2(high[1], 4)
 
         args = [exe, "--headless", "--remote-debugging-pipe", f"--user-data-dir={profile}",
-                "--no-first-run", "--no-default-browser-check", "--disable-gpu", "--hide-scrollbars",
-                "--mute-audio", "--disable-background-networking", "--disable-component-update",
-                "--disable-extensions", "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-                "--host-resolver-rules=MAP * ~NOTFOUND", "--allow-file-access-from-files"]
+                "--no-first-run", "--no-default-browser-check", "--disable-gpu",
+                "--hide-scrollbars", "--mute-audio", "--disable-background-networking",
+                "--disable-component-update", "--disable-extensions",
+                # the network, cut off: a proxy nobody listens on, and no name resolves
+                "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+                "--host-resolver-rules=MAP * ~NOTFOUND"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox
         self.proc = subprocess.Popen(args + ["about:blank"], preexec_fn=child_fds, close_fds=False,
@@ -198,7 +201,8 @@ def open_page(chrome, url, shot):
     for domain in ("Page", "Network", "Runtime"):
         chrome.send(f"{domain}.enable", session=sid)
     chrome.send("Emulation.setDeviceMetricsOverride",
-                {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=sid)
+                {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+                session=sid)
     chrome.events.clear()
     chrome.send("Page.navigate", {"url": url}, session=sid)
     chrome.wait_for("Page.loadEventFired")
@@ -207,10 +211,12 @@ def open_page(chrome, url, shot):
     checks = chrome.send("Runtime.evaluate", {"expression": CHECK_JS, "returnByValue": True},
                          session=sid)["result"]["value"]
     checks["mathjax"] = state
-    chrome.send("Runtime.evaluate", {"expression": "const m = document.querySelector('.MathJax_Display');"
-                                     " if (m) m.scrollIntoView({block: 'center'});"}, session=sid)
+    scroll = ("const m = document.querySelector('.MathJax_Display');"
+              " if (m) m.scrollIntoView({block: 'center'});")
+    chrome.send("Runtime.evaluate", {"expression": scroll}, session=sid)
     time.sleep(0.2)
-    png = base64.b64decode(chrome.send("Page.captureScreenshot", {"format": "png"}, session=sid)["data"])
+    shot_b64 = chrome.send("Page.captureScreenshot", {"format": "png"}, session=sid)["data"]
+    png = base64.b64decode(shot_b64)
     shot.write_bytes(png)
     events = [e for e in chrome.events if e.get("sessionId") == sid]
     urls = {e["params"]["requestId"]: e["params"]["request"]["url"]
@@ -239,12 +245,12 @@ PAGES = [p.stem for p in build_site.find_notebooks(ROOT / "nbs")]
 
 @pytest.mark.usefixtures("watchdog")
 @pytest.mark.parametrize("stem", PAGES + ["index"])
-def test_page_reads_offline_in_chromium(stem, site, browser, tmp_path):
+def test_page_reads_offline_in_chromium(stem, browser, site, tmp_path):
     url = (site / f"{stem}.html").as_uri()
     checks, png, requested, failed, thrown = open_page(browser, url, tmp_path / f"{stem}.png")
     inside = site.as_uri() + "/"
-    # about:blank: HTML-CSS declares a probe font `MathJax_Blank` at url(about:blank), which Chromium
-    # refuses on file:// pages; it is neither outside the site nor a file the site lacks
+    # about:blank: HTML-CSS declares a probe font `MathJax_Blank` at url(about:blank), which
+    # Chromium refuses on file:// pages; it is neither outside the site nor a file it lacks
     outside = [u for u in requested if not u.startswith((inside, "data:", "about:blank"))]
     failed = [(u, why) for u, why in failed if u != "about:blank"]
     assert not outside, f"{stem}.html requested from outside the site: {outside}"
