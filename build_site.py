@@ -222,7 +222,8 @@ body.jp-Notebook main { max-width: 1100px; margin: 0 auto; padding: 8px 20px 0; 
 .site-page th { background: #f3f5f7; }
 .site-page code { font: 13px ui-monospace, 'DejaVu Sans Mono', monospace; background: #f3f5f7;
   padding: 1px 4px; border-radius: 4px; }
-.site-page pre code { background: none; padding: 0; }
+.site-page pre code, .site-page h1 code { background: none; padding: 0; }
+.site-page h1 code { font-size: 26px; }
 .site-page .highlight { background: #f8f9fa; border: 1px solid #e1e4e8; border-radius: 6px;
   overflow-x: auto; }
 .site-page .highlight pre { margin: 0; padding: 10px 12px; font: 13px/1.45 ui-monospace,
@@ -482,7 +483,7 @@ def build(*notebooks, out=None, root=None, say=print, warn=None):
                    | {f"mathjax/{rel}" for rel, _ in assets})
     keep = wrote if not notebooks else sorted(set(wrote) | set(previous))
     writes.append((out_dir / MARKER, json.dumps({"files": keep}, indent=1) + "\n"))
-    write_files(writes, shown=None, root=out_dir)
+    write_files(writes, root=root)
     stale = [rel for rel in previous if rel not in keep] if not notebooks else []
     for rel in stale:  # a renamed notebook's old page, a deleted test's copy
         (out_dir / rel).unlink(missing_ok=True)
