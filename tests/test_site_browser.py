@@ -13,6 +13,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -230,9 +231,11 @@ def open_page(chrome, url, shot):
 
 
 def has_maths(nb_path):
-    """True when a notebook's markdown holds TeX (`$...$`)."""
+    """True when a notebook's markdown holds TeX (`$...$` outside code)."""
     nb = json.loads(nb_path.read_text(encoding="utf-8"))
-    return any("$" in "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    text = re.sub(r"```.*?```|`[^`]*`", "", text, flags=re.DOTALL)
+    return re.search(r"\$[^$\s][^$]*\$", text) is not None
 
 
 def png_outputs(nb_path):
