@@ -111,8 +111,9 @@ def test_two_values_per_channel_give_plus_minus_one():
     assert torch.equal(y[0] > 0, x[0] > x[1])
 
 
-def test_smoke_bn_cnn_learns_fashion_mnist():
+def test_smoke_bn_cnn_learns_fashion_mnist(tmp_path, monkeypatch):
     "Seeded: a small CNN with our BatchNorm, one pass over 6,000 images: > 75% on 2,000 test."
+    monkeypatch.setenv('FOUNDATIONS_DATA', str(tmp_path))   # a download lands here, not in ~/.cache
     try: x, y, xt, yt = nb_07.get_fashion_mnist()
     except FileNotFoundError as e: pytest.skip(str(e))
     m, s = x.mean(), x.std()
