@@ -10,7 +10,8 @@
 `nbs/02a_why_sqrt5.ipynb` becomes `exp/nb_02a.py`. Folders come from `settings.ini` beside this file
 (`lib_path`, `nbs_path`); without one, `nbs/` and `exp/` beside this file. The file is self-contained:
 copy it into another project (it needs python-fire only for `--help`). Exit codes: 0 done, 1 `--check`
-found stale modules, 2 bad input or a file that cannot be read or written. `--help` lists every flag.
+found stale modules, 2 bad input or a file that cannot be read or written, 130 interrupted (Ctrl-C:
+every module is as it was or fully written, and no temporary file is left). `--help` lists every flag.
 
 Every module ends with `__all__`, what `from exp.nb_02 import *` gives: the `__all__` of each chain
 module it star-imports (`from exp.nb_01 import *`), then its export cells' public top-level names (defs,
@@ -436,22 +437,40 @@ def write_files(files, root=None, shown=None):
     try:
         for path, text in files:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            temps.append((tmp, path))
+            temps.append(tmp)  # before it exists: a Ctrl-C while it is written must find it
             with open(tmp, "wb") as f:
                 f.write(text.encode("utf-8"))
-        for tmp, path in temps:
+        for tmp, (path, _) in zip(temps, files):
             os.replace(tmp, path)
             renamed = True
-    except OSError as e:
-        for tmp, _ in temps:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
+    except BaseException as e:  # an OSError, or Ctrl-C (KeyboardInterrupt) at any moment in between
+        _remove_temps(temps)
+        if not isinstance(e, OSError):
+            raise
         reason = e.strerror or str(e)
         shown = shown or (rel_path(path, root) if root else path)
         kept = "it was left as it was" + ("" if renamed or len(files) == 1 else ", as was every other file")
         raise ToolError(f"{shown}: cannot write it ({reason}); {kept}") from None
+
+
+def _remove_temps(temps):
+    """Delete the temporary files `temps` (those already renamed are gone), a second Ctrl-C ignored
+    meanwhile, so that an interrupted write leaves each file as it was or fully written, and no temp."""
+    import signal
+
+    try:
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: only the main thread receives signals anyway
+        handler = None
+    try:
+        for tmp in temps:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def write_atomic(path, text, shown=None):
@@ -609,7 +628,8 @@ def cli(*notebooks, up_to: str = None, check: bool = False, force: bool = False)
     A flag is given alone (`--check`, `-c`) or as `--check=True`/`--check=False`; an option takes
     a value as `--up_to=02`, `--up_to 02` or `-u 02`.
     Exit codes: 0 done (or, with --check, up to date); 1 --check found stale modules;
-    2 bad input or a file that cannot be read or written (one `error:` line; nothing written).
+    2 bad input or a file that cannot be read or written (one `error:` line; nothing written);
+    130 interrupted by Ctrl-C (each module as it was or fully written; no temporary file left).
 
     Args:
         notebooks: Notebooks to export, each a stem (`01_matmul`), a file name or a path; none means
@@ -700,7 +720,7 @@ def run_cli(main, argv=None):
     """Run `main` as a command: check every flag and value first, then call it and exit with its code.
 
     A bad flag or value, or a ToolError or OSError from `main`, prints one `error:` line to stderr and
-    exits 2; `--help` shows python-fire's help for `main`. python-fire is imported only for `--help`:
+    exits 2; Ctrl-C prints one `interrupted:` line and exits 130; `--help` shows python-fire's help for `main`. python-fire is imported only for `--help`:
     its import takes longer than exporting a hundred notebooks."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -717,6 +737,10 @@ def run_cli(main, argv=None):
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         code = 2
+    except KeyboardInterrupt:  # Ctrl-C: `write_files` has removed its temporary files
+        print("interrupted: no file is half-written (each is as it was, or fully written)",
+              file=sys.stderr)
+        code = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
     sys.exit(code or 0)
 
 
