@@ -17,11 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_chain_gives_the_basics():
     ns = {}
     exec("from exp.nb_01 import *", ns)
-    for name in ['torch', 'tensor', 'math', 'Path', 'np', 'TEST', 'test_eq', 'test_near', 'get_data',
+    for name in ['torch', 'tensor', 'math', 'TEST', 'test_eq', 'test_near', 'get_data',
                  'get_fashion_mnist', 'FASHION_CLASSES', 'show_images', 'mnist_5k', 'read_idx',
                  'matmul_loops', 'matmul_elementwise', 'matmul_broadcast', 'matmul_einsum']:
         assert name in ns, name
     assert ns['TEST'] == 'test'
+    assert 'np' not in ns and 'Path' not in ns   # imports are not carried (see `__all__`, 00_exports)
 
 
 @pytest.mark.parametrize('module', ['exp.nb_00a', 'exp.nb_01'])
