@@ -8,8 +8,9 @@
 Two runs, each seeded, one-cycle AdamW (peak lr 1e-2), batches of 1024, on all 60,000 training
 images, scored on the 10,000 test images:
 - `resnet`: the ResNet for `--epochs` (5); target >= 93.0% (course22p2 `13_resnet`: 92.8% in 5).
-- `augment`: random crop (pad 1) and horizontal flip for `--aug_epochs` (20), scored plain and
-  with test-time augmentation; target >= 94.5% (course22p2 `14_augment`: 94.3%, 94.5% with TTA).
+- `augment`: random crop (pad 1, filled with each image's background) and horizontal flip for
+  `--aug_epochs` (20), scored plain and with test-time augmentation; target >= 94.5% (course22p2
+  `14_augment`: 94.3%, 94.5% with TTA).
 Prints each epoch, images per second and each run's time. Writes (after every epoch, so a run cut
 short leaves its progress) `bench/results/fashion_<device>.json`: device, torch version, threads,
 load average, git commit, and per run the accuracies, losses and times.
@@ -90,10 +91,12 @@ def train(data, epochs, width, lr, bs, aug, seed, device, log, save=None, stem_k
     res = dict(epochs=epochs, width=width, nfs=list(nfs), stem_ks=stem_ks, lr=lr, bs=bs, augment=aug,
                seed=seed, channels_last=True,
                params=sum(p.numel() for p in model.parameters()),
-               mflops=round(nb_08.summary(model, xv[:1]).mflops, 3),
+               mmacs=round(nb_08.summary(model, xv[:1]).mmacs, 3),
                train_seconds=round(t_train, 1), images_per_second=round(epochs * n / t_train, 1),
                test_accuracy=hist[-1]['accuracy'], epochs_done=epochs, complete=True, history=hist)
-    if aug: res['test_accuracy_tta'] = hist[-1]['accuracy_tta']
+    if aug:
+        res['test_accuracy_tta'] = hist[-1]['accuracy_tta']
+        res['crop_fill'] = 'image minimum (the background)'    # before 2026-12-04: 0 (mean grey)
     return res
 
 
@@ -134,6 +137,7 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch)')
     p.add_argument('--limit', type=int, default=None, help='first N train and test images only')
     p.add_argument('--out', default=None, help='default: bench/results/fashion_<device>.json')
+    p.add_argument('--note', default=None, help='a remark stored with the results (e.g. the load)')
     a = p.parse_args(argv)
     a.runs = [r.strip() for r in a.runs.split(',') if r.strip()]
     bad = [r for r in a.runs if r not in ('resnet', 'augment')]
@@ -157,6 +161,7 @@ def main(argv=None):
     info = dict(device=str(device), device_name=name_of(device), torch=torch.__version__,
                 threads=torch.get_num_threads(), cpus=os.cpu_count(), git=git_commit(),
                 loadavg_start=[round(v, 2) for v in os.getloadavg()])
+    if a.note: info['note'] = a.note
     log(f"fashion bench: {info}, {len(xt):,} train / {len(xv):,} test images")
     results = {}
     for name in a.runs:

@@ -22,14 +22,44 @@ def test_random_crop_shifts_each_image_by_at_most_pad():
     assert len(shifts) > 10                     # one shift per image, not one per batch
 
 
-def test_random_crop_fills_with_zeros_and_keeps_channels_together():
+def test_random_crop_fills_each_image_and_channel_with_its_minimum_and_keeps_channels_together():
     torch.manual_seed(1)
-    x = torch.ones(50, 3, 6, 6)
-    x[:, 1] = 2.
+    x = torch.ones(50, 3, 6, 6) + torch.arange(50.)[:, None, None, None]   # image i: i + 1 ...
+    x[:, 1] += 5.                                                          # ... channel 1: i + 6
+    x[:, :, 0, 0] -= 0.5                                                   # the minimum, one pixel
     out = nb_08.random_crop(x, pad=1)
-    assert (out == 0).any() and set(out.unique().tolist()) <= {0., 1., 2.}
-    assert torch.equal(out[:, 1] == 0, out[:, 0] == 0)   # the channels of an image shift together
+    lo = x.amin((-2, -1), keepdim=True)                                    # (50, 3, 1, 1)
+    padded = out == lo                                 # border pixels, and the corner if kept
+    assert padded.sum() > 50 * 3 * 6                   # most images shifted: a row or column each
+    for xi, oi in zip(x, out):                         # only the image's own values appear
+        for xc, oc in zip(xi, oi): assert set(oc.unique().tolist()) <= set(xc.unique().tolist())
+    assert torch.equal(padded[:, 1], padded[:, 0])     # the channels of an image shift together
     assert torch.equal(nb_08.random_crop(x, pad=0), x)
+
+
+def test_random_crop_takes_a_fill_value():
+    torch.manual_seed(2)
+    x = torch.ones(20, 2, 5, 5)
+    out = nb_08.random_crop(x, pad=2, fill=-3.)
+    assert set(out.unique().tolist()) == {-3., 1.}
+    assert torch.equal(nb_08.augment(x, pad=2, p_flip=0., fill=7.).unique(), torch.tensor([1., 7.]))
+
+
+def test_random_crop_pads_fashion_mnist_with_background_not_mean_grey(tmp_path, monkeypatch):
+    monkeypatch.setenv("FOUNDATIONS_DATA", str(tmp_path))
+    x_train, _, x_test, _ = nb_08.get_fashion_mnist()
+    mean, std = x_train.mean(), x_train.std()
+    xb = ((x_test[:256] - mean) / std).view(-1, 1, 28, 28)                # (256, 1, 28, 28)
+    background = (-mean / std).item()                                     # a raw 0 pixel: -0.81
+    torch.manual_seed(0)
+    out = nb_08.random_crop(xb, pad=4)
+    moved = ~(out == xb).all(-1).all(-1).all(-1)                          # (256,)
+    assert moved.sum() > 200
+    # the rows and columns the pad brought in hold the background, never 0 (the mean, grey)
+    for xi, oi in zip(xb, out):
+        assert set(oi.unique().tolist()) <= set(xi.unique().tolist())
+    assert not (out == 0).any()
+    torch.testing.assert_close(out.amin((-2, -1)), torch.full((256, 1), background))
 
 
 def test_random_flip_mirrors_about_half_the_images():

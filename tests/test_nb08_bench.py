@@ -15,7 +15,7 @@ pytestmark = pytest.mark.nb08
 def test_both_runs_write_one_json(tmp_path, capsys):
     out = tmp_path / 'f.json'
     args = ['--limit', '256', '--bs', '64', '--width', '0.25', '--epochs', '2', '--aug_epochs', '1',
-            '--device', 'cpu', '--threads', '1', '--out', str(out)]
+            '--device', 'cpu', '--threads', '1', '--out', str(out), '--note', 'shared machine']
     res = fashion.main(args)
     runs = json.loads(out.read_text(encoding='utf-8'))['runs']
     assert set(runs) == set(res) == {'resnet', 'augment'}
@@ -24,6 +24,8 @@ def test_both_runs_write_one_json(tmp_path, capsys):
     assert r['nfs'] == [4, 8, 16, 32, 64, 128] and r['device'] == 'cpu' and r['threads'] == 1
     assert 0 <= r['test_accuracy'] <= 1 and r['images_per_second'] > 0 and 'torch' in r
     assert 'test_accuracy_tta' in a and 'test_accuracy_tta' not in r
+    assert a['crop_fill'].startswith('image minimum') and 'crop_fill' not in r
+    assert r['note'] == a['note'] == 'shared machine' and len(a['loadavg_end']) == 3
     assert 'images/s' in capsys.readouterr().out
 
 
