@@ -1,5 +1,5 @@
-"""`MixedPrecisionCB` on the CPU: bfloat16, and float16 with torch's CPU `GradScaler` (no GPU needed);
-`average_gradients` with one process standing in for two equal ranks. All in one process (fast suite).
+"""`MixedPrecisionCB` on the CPU: bfloat16, and float16 with torch's CPU `GradScaler` (no GPU
+needed); `average_gradients` with one process standing in for two equal ranks. One process, fast.
 """
 import functools
 
@@ -48,7 +48,6 @@ def test_float16_on_cpu_lowers_the_scale_after_each_overflow(monkeypatch):
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}
     learn.fit(1)                                              # 64 rows, batches of 16: 4 steps
     assert cb.scaler.get_scale() == 2.**56                    # update() after every step
-    after = learn.model.state_dict()
     for k, p in learn.model.named_parameters(): assert torch.equal(p, before[k]), k   # all skipped
 
 

@@ -1,4 +1,4 @@
-"""Issue 19: `launch` never aborts. 40 short launches in a row (`train_by_hand` on 256 rows, 2 ranks),
+"""Issue 19: `launch` never aborts. 40 short launches in a row (`train_by_hand`, 256 rows, 2 ranks),
 alone and beside a CPU-burning process: no failure, and no rank process left running afterwards.
 
 Slow (each launch starts two Pythons that import torch: seconds each, minutes in all); run it alone:
