@@ -20,17 +20,19 @@ N_LAUNCHES = 40
 
 
 def rank_processes():
-    "The processes this one started that are still alive (ranks `launch` failed to end)."
-    kids = multiprocessing.active_children()
+    "The ranks this process spawned that are still alive (not multiprocessing's resource tracker)."
+    kids = [p.pid for p in multiprocessing.active_children()]
     if os.path.isdir('/proc'):                       # also any other child, seen by the kernel
         me = str(os.getpid())
         for d in os.listdir('/proc'):
             if d.isdigit():
                 try:
                     with open(f'/proc/{d}/stat', encoding='utf-8') as f: stat = f.read()
+                    with open(f'/proc/{d}/cmdline', 'rb') as f: cmd = f.read()
                 except OSError: continue
-                if stat.rsplit(')', 1)[1].split()[1] == me: kids.append(int(d))
-    return kids
+                if stat.rsplit(')', 1)[1].split()[1] == me and b'spawn_main' in cmd:
+                    kids.append(int(d))
+    return sorted(set(kids))
 
 
 def launches(n):
@@ -38,13 +40,16 @@ def launches(n):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(256, 784, generator=g), torch.randint(0, 10, (256,), generator=g)
-    model, failures = nb_09.get_mlp(nh=32), []
+    model, failures, fails = nb_09.get_mlp(nh=32), [], 0
     for i in range(n):
         try:
             r0, r1 = nb_09.launch(nb_09.train_by_hand, model, x, y, 64, 0.1, 1, world_size=2,
                                   timeout=90)
             assert all(torch.equal(r0[k], r1[k]) for k in r0)   # and the run itself was right
         except RuntimeError as e: failures.append(f"launch {i}: {str(e).splitlines()[0]}")
+        print(f"launch {i}: {'ok' if len(failures) == fails else failures[-1]}", file=sys.stderr,
+              flush=True)                            # progress, for `pytest -s`
+        fails = len(failures)
     return failures
 
 
