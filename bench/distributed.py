@@ -187,7 +187,7 @@ def main(model='cnn', bs=1024, rounds=7, steps=5, json=None):
         torch.set_num_threads(1)
         res = bench_worker(model, bs, rounds, steps)
         world_size, rank = get_world_size(), get_rank()
-        dist.destroy_process_group()
+        nb_09.cleanup_distributed()                     # a barrier, then destroy the group
         if rank != 0: return
     else:
         world_size = 2

@@ -212,3 +212,74 @@ def test_distributed_cb_other_ranks_print_nothing(monkeypatch, capsys):
     assert not learn.quiet and len(learn.metrics.history) == 2   # numbers kept; quiet undone
     with pytest.raises(ZeroDivisionError): learn.fit(1, cbs=FailAt(0))
     assert not learn.quiet and capsys.readouterr().out.count('\n') == 1     # the note only
+
+
+def torch_loader(n=10, **kwargs):
+    tds = torch.utils.data.TensorDataset(torch.arange(float(n)), torch.arange(n))
+    return torch.utils.data.DataLoader(tds, **kwargs)
+
+
+def doubled(b):
+    "A collate_fn of our own: it stacks, and doubles x, so a test can see that it was kept."
+    return torch.stack([x for x, _ in b]) * 2, torch.stack([y for _, y in b])
+
+
+@pytest.mark.parametrize('shuffle,drop_last', [(True, False), (False, True)])
+def test_shard_loader_keeps_torch_loader_settings(shuffle, drop_last):
+    dl = torch_loader(11, batch_size=4, shuffle=shuffle, collate_fn=doubled, drop_last=drop_last)
+    rows = []
+    for rank in range(2):
+        shard, sampler = nb_09.shard_loader(dl, rank, 2, seed=3)
+        assert isinstance(sampler, torch.utils.data.DistributedSampler)
+        assert sampler.shuffle == shuffle and shard.drop_last == drop_last
+        assert shard.batch_size == 2 and shard.collate_fn is doubled
+        sampler.set_epoch(1)
+        batches = list(shard)
+        assert all(len(xb) == 2 for xb, _ in batches) or not drop_last
+        for xb, yb in batches: assert torch.equal(xb, 2 * yb.float())      # collate_fn applied
+        ours = nb_09.ShardSampler(dl.dataset, 2, rank=rank, world_size=2, shuffle=shuffle, seed=3)
+        ours.set_epoch(1)
+        theirs = torch.cat([yb for _, yb in batches]).tolist()
+        expect = torch.cat(list(ours)).tolist()                            # the same shard as ours
+        assert theirs == (expect[:len(expect) // 2 * 2] if drop_last else expect)
+        rows += theirs
+    if not drop_last: assert set(rows) == set(range(11)) and len(rows) == 12   # one row padded
+
+
+def test_shard_loader_validation_takes_every_row_once():
+    dl = torch_loader(10, batch_size=3)
+    seen = []
+    for rank in range(3):
+        shard, _ = nb_09.shard_loader(dl, rank, 3, train=False)
+        seen += [int(v) for _, yb in shard for v in yb]
+    assert sorted(seen) == list(range(10))
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(batch_sampler=[[0, 1], [2, 3]]), 'its own batch_sampler'),
+    (dict(batch_size=2, sampler=torch.utils.data.RandomSampler(range(10), replacement=True)),
+     'its sampler is a RandomSampler'),
+    (dict(batch_size=2, sampler=[3, 1, 2]), 'its sampler is a list')])
+def test_shard_loader_refuses_what_it_cannot_shard(kwargs, match):
+    with pytest.raises(TypeError, match=match): nb_09.shard_loader(torch_loader(**kwargs), 0, 2)
+
+
+def test_distributed_cb_with_torch_loaders_in_one_process(monkeypatch, capsys):
+    for k in ['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']:
+        monkeypatch.delenv(k, raising=False)
+    plain = small_learner([])
+    tds = lambda dl: torch.utils.data.TensorDataset(dl.ds.x, dl.ds.y)
+    dls = nb_09.DataLoaders(torch.utils.data.DataLoader(tds(plain.dls.train), 32, shuffle=True),
+                            torch.utils.data.DataLoader(tds(plain.dls.valid), 64))
+    learn = nb_09.Learner(plain.model, dls, lr=0.5,
+                          cbs=[nb_09.DistributedCB(seed=1), nb_09.MetricsCB(show=False)])
+    learn.fit(4)
+    assert learn.dls is dls and learn.metrics.last['valid_accuracy'] > 0.8
+
+
+def test_distributed_cb_names_a_loader_it_cannot_shard(monkeypatch):
+    monkeypatch.setattr(nb_09, 'get_world_size', lambda: 2)
+    learn = small_learner([nb_09.DistributedCB(seed=1)])
+    learn.dls.train = torch_loader(batch_sampler=[[0, 1], [2, 3]])
+    with pytest.raises(TypeError, match='cannot shard the training loader: it has its own'):
+        learn.fit(1)

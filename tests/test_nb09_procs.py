@@ -135,6 +135,28 @@ def test_launch_bad_world_size():
         nb_09.launch(print, world_size=0)
 
 
+def bn_worker(x, y, xv, yv):
+    "Runs on every rank: 07's batch-norm CNN from torch DataLoaders, without and with the sync."
+    return {sync: nb_09.fit_bn_cnn(x, y, xv, yv, bs=16, lr=0.1, n_epochs=2, sync_bn=sync)
+            for sync in (False, True)}
+
+
+def test_batchnorm_cnn_from_torch_loaders_ends_identical_on_both_ranks():
+    g = torch.Generator().manual_seed(3)
+    x, xv = torch.randn(64, 1, 28, 28, generator=g), torch.randn(20, 1, 28, 28, generator=g)
+    y, yv = torch.randint(0, 10, (64,), generator=g), torch.randint(0, 10, (20,), generator=g)
+    r0, r1 = nb_09.launch(bn_worker, x, y, xv, yv, world_size=2, timeout=120)
+    model = nb_09.cnn_model(norm=nb_09.BatchNorm)
+    buffers = {n for n, _ in model.named_buffers()}
+    assert len(buffers) == 8 and buffers <= r0[True]['state'].keys()   # 4 BatchNorms, 2 each
+    for k, v in r0[True]['state'].items():
+        assert torch.equal(v, r1[True]['state'][k]), k                # parameters AND buffers
+    assert r0[True]['history'] == r1[True]['history'] and len(r0[True]['history']) == 2
+    assert r0[True]['state']['0.1.running_mean'].abs().sum() > 0      # the statistics moved
+    unsynced = [k for k in buffers if not torch.equal(r0[False]['state'][k], r1[False]['state'][k])]
+    assert unsynced                        # DDP alone leaves each rank its last batch's statistics
+
+
 SCRIPT = '''
 import sys, torch
 import torch.nn.functional as F
@@ -150,7 +172,7 @@ learn.fit(2)
 rank = nb_09.get_rank()
 torch.save(learn.model.state_dict(), f'{sys.argv[1]}/rank{rank}.pt')
 print(f'rank {rank} of {nb_09.get_world_size()} done')
-nb_09.dist.destroy_process_group()
+nb_09.cleanup_distributed()
 '''
 
 
