@@ -1,0 +1,154 @@
+#!/usr/bin/env python
+"""A longer DDPM run than `12_diffusion` holds: FID / floor per sampler, and FID against training time.
+
+    python bench/diffusion.py                                  # the CPU run (about 50 minutes)
+    python bench/diffusion.py --device cuda --epochs 60 --nfs 32,64,128 --ddpm   # further, on a GPU
+
+Trains `12_diffusion`'s `UNet` (noise prediction, cosine schedule, EMA of the weights, one-cycle
+AdamW, bfloat16 autocast on the CPU) on the 60,000 Fashion-MNIST training images with the library's
+`Learner`. After the epochs in `--eval_epochs` it scores DDIM with `--curve_steps` steps on `--n`
+samples (the EMA weights), so the JSON holds FID against training minutes. At the end it scores DDIM
+at each of `--steps` (and DDPM's 1,000 steps with `--ddpm`) on `--n` samples, beside the floor: the
+FID of `--n` real test images (5 draws), all against the 60,000 training images, on `11_fid`'s
+classifier features. Writes `bench/results/diffusion_<device>.json` (atomically, after every stage):
+`runs`, one entry per sampler with `sampler`, `steps`, `n`, `fid`, `kid`, `floor`, `ratio`,
+`sample_s`; `curve`; `params`, `train_s`; settings, machine, load before and after, git commit; and
+course22p2's `20_DDIM` figures for the same samplers.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch                                    # noqa: E402
+
+from exp import nb_12                           # noqa: E402
+
+# course22p2 `20_DDIM`: a 15.9M-parameter U-Net trained on a GPU; FID at n = 2,048, floor 1.91
+COURSE = dict(floor=1.91, params=15.9e6, runs={('ddpm', 1000): 3.73, ('ddim', 100): 8.44,
+                                               ('ddim', 50): 11.15, ('ddim', 25): 16.77})
+
+
+def write_json(res, path):
+    "Write `res` to `path` through a temporary file: complete or not at all."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.part')
+    with os.fdopen(fd, 'w') as f: json.dump(res, f, indent=1)
+    os.replace(tmp, path)
+
+
+def score(ie, samples, floor, sampler, steps, sample_s):
+    "One `runs` entry: FID, KID and the ratio to the floor, beside the course's ratio."
+    fid, kid = ie.fid(samples), ie.kid(samples)
+    course = COURSE['runs'].get((sampler, steps))
+    return dict(sampler=sampler, steps=steps, n=len(samples), fid=fid, kid=kid, floor=floor,
+                ratio=fid / floor, sample_s=sample_s,
+                course_ratio=None if course is None else course / COURSE['floor'])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--device', default=str(nb_12.def_device))
+    p.add_argument('--threads', type=int, default=None, help='torch threads (default: all)')
+    p.add_argument('--nfs', default='16,32,64', help='channels per level of the U-Net')
+    p.add_argument('--n_blocks', type=int, default=2)
+    p.add_argument('--epochs', type=int, default=10)
+    p.add_argument('--bs', type=int, default=128)
+    p.add_argument('--lr', type=float, default=2e-3)
+    p.add_argument('--ema', type=float, default=0.999)
+    p.add_argument('--schedule', default='cosine', choices=['cosine', 'linear'])
+    p.add_argument('--no_amp', action='store_true', help='float32 throughout')
+    p.add_argument('--n', type=int, default=2048, help='samples per FID')
+    p.add_argument('--steps', default='100,50,25', help='DDIM step counts scored at the end')
+    p.add_argument('--ddpm', action='store_true', help="also DDPM's 1,000 steps (GPU time)")
+    p.add_argument('--eval_epochs', default='', help='epochs after which to score the curve')
+    p.add_argument('--curve_steps', type=int, default=25)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--n_train', type=int, default=None, help='first n training images (smoke runs)')
+    p.add_argument('--out', default=None)
+    a = p.parse_args()
+    try:
+        nfs = tuple(int(v) for v in a.nfs.split(','))
+        steps = [int(v) for v in a.steps.split(',') if v]
+        eval_epochs = {int(v) for v in a.eval_epochs.split(',') if v}
+    except ValueError as e:
+        sys.exit(f"bench/diffusion.py: --nfs, --steps and --eval_epochs take integers "
+                 f"separated by commas ({e})")
+    if a.threads: torch.set_num_threads(a.threads)
+    device, amp = torch.device(a.device), not a.no_amp
+    out = Path(a.out or ROOT / 'bench' / 'results' / f'diffusion_{device.type}.json')
+    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    res = dict(device=str(device), machine=platform.processor() or platform.machine(),
+               device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else None,
+               torch=torch.__version__, threads=torch.get_num_threads(), commit=commit,
+               load_before=os.getloadavg(), settings=vars(a), course=dict(
+                   floor=COURSE['floor'], params=COURSE['params'],
+                   runs=[dict(sampler=s, steps=k, fid=v, ratio=v / COURSE['floor'])
+                         for (s, k), v in COURSE['runs'].items()]),
+               curve=[], runs=[])
+    x_train, _, x_test, _ = nb_12._quiet_fashion()
+    if a.n_train: x_train = x_train[:a.n_train]
+    ie = nb_12.ImageEval(nb_12.train_fid_classifier(device=device), in_range=(-1., 1.))
+    fl = torch.tensor(ie.floor(x_test * 2 - 1, a.n, draws=5)['fid'])
+    floor = float(fl.mean())
+    res['floor'] = dict(n=a.n, draws=5, fid_mean=floor, fid_std=float(fl.std()))
+    print(f"floor at n={a.n}: {floor:.4f} ± {float(fl.std()):.4f}", flush=True)
+
+    torch.manual_seed(a.seed)
+    model = nb_12.UNet(nfs, a.n_blocks)
+    res['params'] = sum(p.numel() for p in model.parameters())
+    sched = nb_12.make_schedule(a.schedule)
+    clock = dict(train=0., t0=None)
+
+    class CurveCB(nb_12.Callback):
+        "Time the training epochs; after those in `eval_epochs`, score DDIM on the EMA weights."
+        order = 80
+        def before_epoch(self, learn):
+            if learn.training: clock['t0'] = time.perf_counter()
+        def after_epoch(self, learn):
+            if not learn.training: return
+            clock['train'] += time.perf_counter() - clock['t0']
+            ep = learn.epoch + 1
+            print(f"epoch {ep}: loss {learn.loss.item():.4f}, {clock['train'] / 60:.1f} min",
+                  flush=True)
+            if ep not in eval_epochs: return
+            t0 = time.perf_counter()
+            s = nb_12.ddim_sample(learn.ema_cb.ema, sched, a.n, a.curve_steps, amp=amp,
+                                  generator=torch.Generator().manual_seed(1))
+            e = score(ie, s, floor, 'ddim', a.curve_steps, time.perf_counter() - t0)
+            res['curve'].append(dict(epoch=ep, train_min=clock['train'] / 60, **e))
+            print(f"  DDIM {a.curve_steps}: FID {e['fid']:.4f} = {e['ratio']:.1f}x floor",
+                  flush=True)
+            write_json(res, out)
+
+    learn = nb_12.fit_ddpm(model, sched, x_train, a.epochs, a.bs, a.lr, a.ema, amp, device,
+                           x_test[:1024], cbs=[CurveCB()], quiet=False)
+    res['train_s'] = clock['train']
+    ema = learn.ema_cb.ema
+    nb_12.save_state(ema.state_dict(), nb_12.data_dir() / 'models' / f'bench_diffusion_{commit}.pt')
+    todo = [('ddim', k) for k in steps] + ([('ddpm', sched.T)] if a.ddpm else [])
+    for sampler, k in todo:
+        t0, g = time.perf_counter(), torch.Generator().manual_seed(0)
+        if sampler == 'ddpm': s = nb_12.ddpm_sample(ema, sched, a.n, generator=g, amp=amp)
+        else: s = nb_12.ddim_sample(ema, sched, a.n, k, generator=g, amp=amp)
+        e = score(ie, s, floor, sampler, k, time.perf_counter() - t0)
+        res['runs'].append(e)
+        c = f"course {e['course_ratio']:.1f}x" if e['course_ratio'] else ''
+        print(f"{sampler.upper()} {k}: FID {e['fid']:.4f}, KID {e['kid']:.5f}: "
+              f"{e['ratio']:.2f}x floor ({c}), {e['sample_s']:.0f}s", flush=True)
+        res['load_after'] = os.getloadavg()
+        write_json(res, out)
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+
+
+if __name__ == '__main__':
+    main()
