@@ -89,3 +89,13 @@ def test_image_eval(data):
         ie.floor(ref, 500)
     with pytest.raises(ValueError, match='at least 2'):
         ie.fid(ref[:1])
+
+
+def test_image_eval_puts_its_default_reference_in_in_range(data):
+    "Images in [-1, 1] against the default reference score as the same images in [0, 1] do."
+    torch.manual_seed(0)
+    clf = nb_11.FeatureClassifier((4, 8))
+    x = nb_10._quiet_fashion()[2][:300]                      # real test images in [0, 1]
+    unit, signed = nb_11.ImageEval(clf), nb_11.ImageEval(clf, in_range=(-1., 1.))
+    torch.testing.assert_close(signed.ref_feats, unit.ref_feats, atol=1e-5, rtol=1e-5)
+    assert abs(signed.fid(x * 2 - 1) - unit.fid(x)) < 1e-6
