@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A longer DDPM run than `12_diffusion` holds: FID / floor per sampler, and FID against training time.
 
-    python bench/diffusion.py                                  # the CPU run (about 50 minutes)
+    python bench/diffusion.py --threads 2                      # the CPU run (about 45 minutes)
     python bench/diffusion.py --device cuda --epochs 60 --nfs 32,64,128 --ddpm   # further, on a GPU
 
 Trains `12_diffusion`'s `UNet` (noise prediction, cosine schedule, EMA of the weights, one-cycle
@@ -60,7 +60,7 @@ def main():
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: all)')
     p.add_argument('--nfs', default='16,32,64', help='channels per level of the U-Net')
     p.add_argument('--n_blocks', type=int, default=2)
-    p.add_argument('--epochs', type=int, default=10)
+    p.add_argument('--epochs', type=int, default=9)
     p.add_argument('--bs', type=int, default=128)
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--ema', type=float, default=0.999)
@@ -69,7 +69,7 @@ def main():
     p.add_argument('--n', type=int, default=2048, help='samples per FID')
     p.add_argument('--steps', default='100,50,25', help='DDIM step counts scored at the end')
     p.add_argument('--ddpm', action='store_true', help="also DDPM's 1,000 steps (GPU time)")
-    p.add_argument('--eval_epochs', default='', help='epochs after which to score the curve')
+    p.add_argument('--eval_epochs', default='3,6', help='epochs after which to score the curve')
     p.add_argument('--curve_steps', type=int, default=25)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--n_train', type=int, default=None, help='first n training images (smoke runs)')
@@ -145,6 +145,8 @@ def main():
         c = f"course {e['course_ratio']:.1f}x" if e['course_ratio'] else ''
         print(f"{sampler.upper()} {k}: FID {e['fid']:.4f}, KID {e['kid']:.5f}: "
               f"{e['ratio']:.2f}x floor ({c}), {e['sample_s']:.0f}s", flush=True)
+        if sampler == 'ddim' and k == a.curve_steps and a.epochs not in eval_epochs:
+            res['curve'].append(dict(epoch=a.epochs, train_min=res['train_s'] / 60, **e))
         res['load_after'] = os.getloadavg()
         write_json(res, out)
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
