@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A longer DDPM run than `12_diffusion` holds: FID / floor per sampler, and FID against training time.
 
-    python bench/diffusion.py --threads 2                      # the CPU run: 41 min of training
+    python bench/diffusion.py --threads 2                      # the CPU run: about 37 min of training
     python bench/diffusion.py --device cuda --epochs 60 --nfs 32,64,128 --ddpm   # further, on a GPU
 
 Trains `12_diffusion`'s `UNet` (noise prediction, cosine schedule, EMA of the weights, one-cycle
@@ -60,7 +60,7 @@ def main():
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: all)')
     p.add_argument('--nfs', default='16,32,64', help='channels per level of the U-Net')
     p.add_argument('--n_blocks', type=int, default=2)
-    p.add_argument('--epochs', type=int, default=7)
+    p.add_argument('--epochs', type=int, default=10)
     p.add_argument('--bs', type=int, default=128)
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--ema', type=float, default=0.999)
@@ -69,7 +69,7 @@ def main():
     p.add_argument('--n', type=int, default=2048, help='samples per FID')
     p.add_argument('--steps', default='100,50,25', help='DDIM step counts scored at the end')
     p.add_argument('--ddpm', action='store_true', help="also DDPM's 1,000 steps (GPU time)")
-    p.add_argument('--eval_epochs', default='2,4', help='epochs after which to score the curve')
+    p.add_argument('--eval_epochs', default='3,6', help='epochs after which to score the curve')
     p.add_argument('--curve_steps', type=int, default=25)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--n_train', type=int, default=None, help='first n training images (smoke runs)')
