@@ -23,6 +23,7 @@ cost at most 10% (ratio <= 1.10).
 import contextlib
 import io
 import json
+import os
 import random
 import statistics
 import time
@@ -64,6 +65,7 @@ BASELINE = {LRN_P: FIT_P, LRN_Q: FIT_Q, LRN_0: FIT_Q, FIT_P: FIT_P, FIT_Q: FIT_Q
 def main(rows=60_000, bs=64, lr=0.1, runs=9, threads=1, clock='cpu', json_path=None):
     "Print median seconds per epoch of each loop and its ratio to 03's `fit`, measured in turns."
     torch.set_num_threads(threads)
+    load_before = os.getloadavg()
     timer = {'wall': time.perf_counter, 'cpu': time.process_time}[clock]
     with contextlib.redirect_stdout(io.StringIO()): xt, yt, xv, yv = get_fashion_mnist()
     mean, std = xt.mean(), xt.std()
@@ -98,7 +100,8 @@ def main(rows=60_000, bs=64, lr=0.1, runs=9, threads=1, clock='cpu', json_path=N
         Path(json_path).write_text(json.dumps(
             dict(rows=len(xt), bs=bs, lr=lr, runs=runs, threads=threads, clock=clock,
                  torch=torch.__version__, median_s=med, times_s=times, ratio_progress=ratio_p,
-                 ratio_quiet=ratio_q), indent=1),
+                 ratio_quiet=ratio_q, load_before=load_before, load_after=os.getloadavg()),
+            indent=1),
             encoding='utf-8')
 
 

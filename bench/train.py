@@ -24,6 +24,7 @@ the batches redrawn at most twice a second, shown only while epochs last over a 
 import contextlib
 import io
 import json
+import os
 import random
 import statistics
 import time
@@ -123,6 +124,7 @@ def main(rows=50_000, valid_rows=10_000, bs=64, nh=50, lr=0.1, runs=9, threads=1
          out='bench/results/train.json'):
     "Print the median samples/s of one epoch for each loop, and their ratios, measured side by side."
     torch.set_num_threads(threads)
+    load_before = os.getloadavg()
     loss_func = {'torch': F.cross_entropy, 'ours': cross_entropy}[loss]
     timer = {'wall': time.perf_counter, 'cpu': time.process_time}[clock]
     print(f"threads: {torch.get_num_threads()} | torch {torch.__version__} | 784-{nh}-10, bs {bs}, lr {lr}, "
@@ -155,7 +157,8 @@ def main(rows=50_000, valid_rows=10_000, bs=64, nh=50, lr=0.1, runs=9, threads=1
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         res = {'threads': threads, 'rows': rows, 'valid_rows': valid_rows, 'bs': bs, 'runs': runs, 'clock': clock,
-               'torch': torch.__version__, 'median_s': med, 'samples_per_s': {k: rows / t for k, t in med.items()}}
+               'torch': torch.__version__, 'median_s': med, 'samples_per_s': {k: rows / t for k, t in med.items()},
+               'load_before': load_before, 'load_after': os.getloadavg()}
         Path(out).write_text(json.dumps(res, indent=1) + '\n', encoding='utf-8')
         print(f"written to {out}")
     return None
