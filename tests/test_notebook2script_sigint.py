@@ -43,6 +43,7 @@ def first_temp_file(project, limit_s=30):
                     return
             except FileNotFoundError:
                 pass
+            time.sleep(0.0002)   # yield: on a busy core a spinning poll starves the export
     return wait
 
 
@@ -66,7 +67,9 @@ def check_outcome(project, rc, err, old, new):
         text = p.read_text(encoding="utf-8")
         assert text in (old.get(p.name), new[p.name]), f"{p.name} is half-written"
         compile(text, p.name, "exec")
-    if rc != 0:  # 0: the export finished before the signal arrived
+    if rc == -signal.SIGINT:  # arrived while the interpreter was starting: nothing of ours ran
+        assert err == "", err
+    elif rc != 0:  # 0: the export finished before the signal arrived
         assert rc == 130, (rc, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert err.startswith("interrupted"), err
@@ -77,7 +80,7 @@ def test_sigint_mid_write_leaves_no_temporary_file_and_no_half_written_module(pr
     assert project.cli().returncode == 0
     new = {p.name: p.read_text(encoding="utf-8") for p in project.exp.glob("nb_*.py")}
     interrupted = 0
-    for attempt in range(4):
+    for attempt in range(8):
         for p in project.exp.iterdir():
             p.unlink()
         rc, _, err = interrupted_export(project, first_temp_file(project))
