@@ -11,7 +11,7 @@ import pytest
 pytestmark = [pytest.mark.toolchain,
               pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX")]
 
-N_NOTEBOOKS = 120
+N_NOTEBOOKS = 400
 CELL = "#export\ndef f_{i}_{j}(x):\n    \"Cell {j} of notebook {i} ({v}).\"\n" + \
        "    return x + {j}  # {pad}\n"
 
