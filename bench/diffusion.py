@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A longer DDPM run than `12_diffusion` holds: FID / floor per sampler, and FID against training time.
 
-    python bench/diffusion.py --threads 2                      # the CPU run: about 37 min of training
+    python bench/diffusion.py --threads 2                      # the CPU run: 33 min of training here
     python bench/diffusion.py --device cuda --epochs 60 --nfs 32,64,128 --ddpm   # further, on a GPU
 
 Trains `12_diffusion`'s `UNet` (noise prediction, cosine schedule, EMA of the weights, one-cycle

@@ -137,3 +137,10 @@ def watchdog(request):
     faulthandler.dump_traceback_later(getattr(request.module, "WATCHDOG_S", 120), exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    """A fresh, empty per-user data folder (`FOUNDATIONS_DATA`): caches and models start absent."""
+    monkeypatch.setenv('FOUNDATIONS_DATA', str(tmp_path))
+    return tmp_path

@@ -11,11 +11,6 @@ from exp import nb_10
 pytestmark = pytest.mark.nb10
 
 
-@pytest.fixture
-def data(tmp_path, monkeypatch):
-    monkeypatch.setenv('FOUNDATIONS_DATA', str(tmp_path))
-    return tmp_path
-
 
 def _make():
     torch.manual_seed(0)

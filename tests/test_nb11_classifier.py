@@ -12,11 +12,6 @@ pytestmark = pytest.mark.nb11
 TINY = dict(epochs=1, nfs=(4, 8), n_train=512, bs=128, device='cpu')   # seconds, not minutes
 
 
-@pytest.fixture
-def data(tmp_path, monkeypatch):
-    monkeypatch.setenv('FOUNDATIONS_DATA', str(tmp_path))
-    return tmp_path
-
 
 def _path():
     s = TINY.copy(); s.pop('device')

@@ -10,11 +10,6 @@ from exp import nb_12
 pytestmark = pytest.mark.nb12
 
 
-@pytest.fixture
-def data(tmp_path, monkeypatch):
-    monkeypatch.setenv('FOUNDATIONS_DATA', str(tmp_path))
-    return tmp_path
-
 
 def test_schedule_boundaries():
     lin, cos = nb_12.make_schedule('linear'), nb_12.make_schedule('cosine')

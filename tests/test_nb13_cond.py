@@ -11,11 +11,6 @@ from exp import nb_05, nb_10, nb_12, nb_13
 pytestmark = pytest.mark.nb13
 
 
-@pytest.fixture
-def data(tmp_path, monkeypatch):
-    monkeypatch.setenv('FOUNDATIONS_DATA', str(tmp_path))
-    return tmp_path
-
 
 def _inputs(seed=0, n=4):
     g = torch.Generator().manual_seed(seed)
