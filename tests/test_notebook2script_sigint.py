@@ -25,8 +25,11 @@ def make_project(project, version):
 
 def interrupted_export(project, wait):
     """Start an export as a command, send SIGINT once `wait()` returns; return the finished process."""
+    # a shell starts commands with SIGINT at its default; pytest's process may have inherited it
+    # ignored (an earlier test's child-process machinery), and a child would inherit that too
     proc = subprocess.Popen([sys.executable, str(project.script)], cwd=project.root, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait(proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
