@@ -174,6 +174,29 @@ def test_ddim_eta_0_is_deterministic_and_batch_size_free(tiny_model):
     with pytest.raises(ValueError, match='steps'): nb_12.ddim_steps(100, 101)
 
 
+def test_ddim_steps_power_puts_the_steps_at_high_noise():
+    assert nb_12.ddim_steps(1000, 4, power=1.) == [999, 666, 333, 0]
+    assert nb_12.ddim_steps(1000, 4, power=0.5) == [999, 816, 577, 0]   # 999 * u ** 0.5
+    for k in (10, 25, 100):
+        lin, dense = nb_12.ddim_steps(1000, k), nb_12.ddim_steps(1000, k, power=0.7)
+        assert lin[0] == dense[0] == 999 and lin[-1] == dense[-1] == 0 and len(dense) == k
+        assert all(d >= v for d, v in zip(dense, lin))              # every step at more noise
+        assert dense == sorted(set(dense), reverse=True)              # strictly falling
+    assert nb_12.ddim_steps(1000, 1000, power=0.7) == sorted(set(
+        nb_12.ddim_steps(1000, 1000, power=0.7)), reverse=True)      # merged, never repeated
+    with pytest.raises(ValueError, match='power > 0'): nb_12.ddim_steps(1000, 25, power=0.)
+
+
+def test_ddim_sample_visits_the_steps_of_its_power(tiny_model):
+    s, seen = nb_12.make_schedule('cosine', T=100), []
+    class Spy(torch.nn.Module):
+        "The tiny model, noting the step of each call."
+        def __init__(self): super().__init__(); self.m = tiny_model
+        def forward(self, x, t): seen.append(int(t[0])); return self.m(x, t)
+    nb_12.ddim_sample(Spy(), s, 2, 8, power=0.6, generator=torch.Generator().manual_seed(0))
+    assert seen == nb_12.ddim_steps(100, 8, power=0.6) and seen != nb_12.ddim_steps(100, 8)
+
+
 def test_x0_and_eps_are_consistent():
     x, eps = torch.randn(4, 1, 28, 28) * 2, torch.randn(4, 1, 28, 28)
     x0, e = nb_12.x0_and_eps(x, eps, 0.3, clip=True)
