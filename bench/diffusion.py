@@ -1,19 +1,22 @@
 #!/usr/bin/env python
-"""A longer DDPM run than `12_diffusion` holds: FID / floor per sampler, and FID against training time.
+"""A longer DDPM run than `12_diffusion` holds: FID / floor per sampler, FID against training time.
 
-    python bench/diffusion.py --threads 2                      # the CPU run: 33 min of training here
-    python bench/diffusion.py --device cuda --epochs 60 --nfs 32,64,128 --ddpm   # further, on a GPU
+    python bench/diffusion.py --threads 2                    # the CPU run: 38 min of training here
+    python bench/diffusion.py --device cuda --epochs 60 --nfs 32,64,128 --ddpm   # on a GPU
+    python bench/diffusion.py --load ~/.cache/foundations/models/bench_diffusion_<commit>.pt \
+        --powers 1,0.7 ...                      # score saved weights again (same --nfs etc.)
 
 Trains `12_diffusion`'s `UNet` (noise prediction, cosine schedule, EMA of the weights, one-cycle
 AdamW, bfloat16 autocast on the CPU) on the 60,000 Fashion-MNIST training images with the library's
 `Learner`. After the epochs in `--eval_epochs` it scores DDIM with `--curve_steps` steps on `--n`
 samples (the EMA weights), so the JSON holds FID against training minutes. At the end it scores DDIM
-at each of `--steps` (and DDPM's 1,000 steps with `--ddpm`) on `--n` samples, beside the floor: the
+at each of `--steps`, with each step spacing in `--powers` (`ddim_steps`: 1 even, 0.7 denser at high
+noise), and DDPM's 1,000 steps with `--ddpm`, on `--n` samples, beside the floor: the
 FID of `--n` real test images (5 draws), all against the 60,000 training images, on `11_fid`'s
 classifier features. Writes `bench/results/diffusion_<device>.json` (atomically, after every stage):
-`runs`, one entry per sampler with `sampler`, `steps`, `n`, `fid`, `kid`, `floor`, `ratio`,
-`sample_s`; `curve`; `params`, `train_s`; settings, machine, load before and after, git commit; and
-course22p2's `20_DDIM` figures for the same samplers.
+`runs`, one entry per sampler with `sampler`, `steps`, `power`, `n`, `fid`, `kid`, `floor`,
+`ratio`, `sample_s`; `curve`; `params`, `train_s`; settings, machine, load before and after, git
+commit; and course22p2's `20_DDIM` figures for the same samplers.
 """
 import argparse
 import json
@@ -58,9 +61,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--device', default=str(nb_12.def_device))
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: all)')
-    p.add_argument('--nfs', default='16,32,64', help='channels per level of the U-Net')
-    p.add_argument('--n_blocks', type=int, default=2)
-    p.add_argument('--epochs', type=int, default=10)
+    p.add_argument('--nfs', default='16,32,64,128', help='channels per level of the U-Net')
+    p.add_argument('--n_blocks', type=int, default=1)
+    p.add_argument('--epochs', type=int, default=13)
     p.add_argument('--bs', type=int, default=128)
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--ema', type=float, default=0.999)
@@ -68,8 +71,11 @@ def main():
     p.add_argument('--no_amp', action='store_true', help='float32 throughout')
     p.add_argument('--n', type=int, default=2048, help='samples per FID')
     p.add_argument('--steps', default='100,50,25', help='DDIM step counts scored at the end')
+    p.add_argument('--powers', default='1,0.7', help="DDIM step spacings scored (ddim_steps's power)")
     p.add_argument('--ddpm', action='store_true', help="also DDPM's 1,000 steps (GPU time)")
-    p.add_argument('--eval_epochs', default='3,6', help='epochs after which to score the curve')
+    p.add_argument('--load', default=None, help='score the EMA weights this script saved (a .pt) '
+                   'instead of training; the --out JSON keeps its training record')
+    p.add_argument('--eval_epochs', default='5,9', help='epochs after which to score the curve')
     p.add_argument('--curve_steps', type=int, default=25)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--n_train', type=int, default=None, help='first n training images (smoke runs)')
@@ -78,10 +84,13 @@ def main():
     try:
         nfs = tuple(int(v) for v in a.nfs.split(','))
         steps = [int(v) for v in a.steps.split(',') if v]
+        powers = [float(v) for v in a.powers.split(',') if v]
         eval_epochs = {int(v) for v in a.eval_epochs.split(',') if v}
     except ValueError as e:
-        sys.exit(f"bench/diffusion.py: --nfs, --steps and --eval_epochs take integers "
+        sys.exit(f"bench/diffusion.py: --nfs, --steps, --eval_epochs and --powers take numbers "
                  f"separated by commas ({e})")
+    if a.load and not Path(a.load).expanduser().is_file():
+        sys.exit(f"bench/diffusion.py: --load {a.load}: no such file")
     if a.threads: torch.set_num_threads(a.threads)
     device, amp = torch.device(a.device), not a.no_amp
     out = Path(a.out or ROOT / 'bench' / 'results' / f'diffusion_{device.type}.json')
@@ -107,6 +116,48 @@ def main():
     model = nb_12.UNet(nfs, a.n_blocks)
     res['params'] = sum(p.numel() for p in model.parameters())
     sched = nb_12.make_schedule(a.schedule)
+    if a.load: ema = load_trained(model, a, res, out, device)
+    else: ema = train(model, sched, a, res, out, ie, floor, x_train, x_test, eval_epochs, amp,
+                      device, commit)
+    todo = [('ddim', k, pw) for k in steps for pw in powers]
+    todo += [('ddpm', sched.T, None)] if a.ddpm else []
+    for sampler, k, pw in todo:
+        t0, g = time.perf_counter(), torch.Generator().manual_seed(0)
+        if sampler == 'ddpm': s = nb_12.ddpm_sample(ema, sched, a.n, generator=g, amp=amp)
+        else: s = nb_12.ddim_sample(ema, sched, a.n, k, generator=g, amp=amp, power=pw)
+        e = dict(score(ie, s, floor, sampler, k, time.perf_counter() - t0), power=pw)
+        res['runs'] = [r for r in res['runs'] if (r['sampler'], r['steps'], r.get('power', 1.))
+                       != (sampler, k, pw if pw is not None else 1.)] + [e]
+        c = f"course {e['course_ratio']:.1f}x" if e['course_ratio'] else ''
+        sp = '' if pw in (None, 1.) else f' (power {pw:g})'
+        print(f"{sampler.upper()} {k}{sp}: FID {e['fid']:.4f}, KID {e['kid']:.5f}: "
+              f"{e['ratio']:.2f}x floor ({c}), {e['sample_s']:.0f}s", flush=True)
+        if (sampler == 'ddim' and k == a.curve_steps and pw == 1. and not a.load
+                and a.epochs not in eval_epochs):
+            res['curve'].append(dict(epoch=a.epochs, train_min=res['train_s'] / 60, **e))
+        res['load_after'] = os.getloadavg()
+        write_json(res, out)
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+
+
+def load_trained(model, a, res, out, device):
+    "The EMA weights in `a.load` in `model`; `res` takes the training record from `out`."
+    try: model.load_state_dict(nb_12.load_state(Path(a.load).expanduser()))
+    except (RuntimeError, ValueError, OSError) as e:
+        sys.exit(f"bench/diffusion.py: --load {a.load} is not a U-Net of --nfs {a.nfs} "
+                 f"--n_blocks {a.n_blocks} ({str(e).splitlines()[0]})")
+    try: old = json.loads(out.read_text())
+    except (FileNotFoundError, json.JSONDecodeError): old = {}
+    res.update(score_settings=dict(res['settings']), score_load_before=res['load_before'])
+    for k in ('train_s', 'curve', 'runs', 'load_before', 'settings', 'commit', 'threads'):
+        if k in old: res[k] = old[k]
+    res['scored_from'] = str(a.load)
+    return model.to(device).eval()
+
+
+def train(model, sched, a, res, out, ie, floor, x_train, x_test, eval_epochs, amp, device,
+          commit):
+    "Train `model` as `a` says, scoring the curve after `eval_epochs`; its EMA model, saved."
     clock = dict(train=0., t0=None)
 
     class CurveCB(nb_12.Callback):
@@ -134,22 +185,10 @@ def main():
                            x_test[:1024], cbs=[CurveCB()], quiet=False)
     res['train_s'] = clock['train']
     ema = learn.ema_cb.ema
-    nb_12.save_state(ema.state_dict(), nb_12.data_dir() / 'models' / f'bench_diffusion_{commit}.pt')
-    todo = [('ddim', k) for k in steps] + ([('ddpm', sched.T)] if a.ddpm else [])
-    for sampler, k in todo:
-        t0, g = time.perf_counter(), torch.Generator().manual_seed(0)
-        if sampler == 'ddpm': s = nb_12.ddpm_sample(ema, sched, a.n, generator=g, amp=amp)
-        else: s = nb_12.ddim_sample(ema, sched, a.n, k, generator=g, amp=amp)
-        e = score(ie, s, floor, sampler, k, time.perf_counter() - t0)
-        res['runs'].append(e)
-        c = f"course {e['course_ratio']:.1f}x" if e['course_ratio'] else ''
-        print(f"{sampler.upper()} {k}: FID {e['fid']:.4f}, KID {e['kid']:.5f}: "
-              f"{e['ratio']:.2f}x floor ({c}), {e['sample_s']:.0f}s", flush=True)
-        if sampler == 'ddim' and k == a.curve_steps and a.epochs not in eval_epochs:
-            res['curve'].append(dict(epoch=a.epochs, train_min=res['train_s'] / 60, **e))
-        res['load_after'] = os.getloadavg()
-        write_json(res, out)
-    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    path = nb_12.data_dir() / 'models' / f'bench_diffusion_{commit}.pt'
+    nb_12.save_state(ema.state_dict(), path)
+    print(f"EMA weights saved in {path} (score them again with --load)", flush=True)
+    return ema
 
 
 if __name__ == '__main__':
