@@ -175,7 +175,7 @@ def run(name, a, device):
                                              amp=True)
                 with torch.no_grad():
                     p = ie.model((s.view(-1, 784).to(device) + 1) / 2).argmax(1).cpu()
-                res['scores'].append(dict(sampler='ddim', steps=k, w=w,
+                res['scores'].append(dict(sampler='ddim', steps=k, w=w, n=len(ys),
                                           agree=float((p == ys).float().mean()),
                                           fid=ie.fid(s), s=time.perf_counter() - t0))
         else:
@@ -270,6 +270,7 @@ def main():
     for name in names:
         res = run(name, a, device)
         res.update(device=str(device), commit=commit, torch=torch.__version__,
+                   threads=torch.get_num_threads(),
                    machine=platform.processor() or platform.machine(),
                    device_name=torch.cuda.get_device_name(device) if device.type == 'cuda'
                    else None, load=os.getloadavg())
