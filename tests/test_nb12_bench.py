@@ -1,0 +1,82 @@
+"""`bench/diffusion_sweep.py`'s pieces (v and Min-SNR targets, the step spacings) and the error
+paths of `bench/diffusion.py`."""
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'bench'))
+import diffusion_sweep as sweep  # noqa: E402
+from exp import nb_12  # noqa: E402
+
+pytestmark = pytest.mark.nb12
+
+
+class _Batch:
+    "What a callback sees: a batch to rewrite."
+    def __init__(self, batch): self.batch = batch
+
+
+def test_v_target_and_its_inverse():
+    s = nb_12.make_schedule('cosine')
+    x = torch.rand(16, 784)
+    torch.manual_seed(0)
+    cb = sweep.TargetCB(s, pred='v')
+    b = _Batch((x, torch.zeros(16, dtype=torch.long)))
+    cb.before_batch(b)
+    xt, t, v = b.batch
+    a = s.abar[t].float().view(-1, 1, 1, 1)                         # (16, 1, 1, 1)
+    x0 = a.sqrt() * xt - (1 - a).sqrt() * v                         # v-prediction's x0
+    torch.testing.assert_close(x0, nb_12.to_unit(x), atol=1e-5, rtol=0)
+
+    class TrueV(torch.nn.Module):
+        "A perfect v-predictor for these images."
+        def __init__(self): super().__init__(); self.p = torch.nn.Parameter(torch.zeros(1))
+        def forward(self, x_, t_): return v
+    eps = sweep.EpsFromV(TrueV(), s)(xt, t)
+    torch.testing.assert_close(nb_12.q_sample(nb_12.to_unit(x), t, eps, s), xt, atol=1e-5,
+                               rtol=0)
+    assert torch.equal(cb.w, torch.ones(16))                        # no weighting asked
+
+
+def test_min_snr_weights():
+    s = nb_12.make_schedule('cosine')
+    cb = sweep.TargetCB(s, gamma=5.)
+    snr = s.snr().float()
+    assert (cb.wt <= 1).all() and (cb.wt > 0).all()
+    assert torch.equal(cb.wt[snr <= 5], torch.ones(int((snr <= 5).sum())))
+    i = int((snr > 5).nonzero()[0])
+    assert math.isclose(float(cb.wt[i]), 5 / float(snr[i]), rel_tol=1e-6)
+
+
+def test_steps_spacing_restores_ddim_steps():
+    before = nb_12.ddim_steps
+    with sweep.steps_spacing('quadratic'):
+        q = sys.modules['exp.nb_12'].ddim_steps(1000, 25)
+    assert nb_12.ddim_steps is before and q[0] == 999 and q[-1] == 0 and q[-2] < 10
+
+
+def test_every_config_fits_the_cpu_budget():
+    for name, c in sweep.CONFIGS.items():
+        mins = c['epochs'] * sweep.STEPS_PER_EPOCH * sweep.CPU_S_PER_STEP[c['model']] / 60
+        assert mins <= sweep.BUDGET_S / 60 + 1e-9, name
+
+
+@pytest.mark.parametrize('args, msg', [
+    (['--load', '/no/such/file.pt'], 'no such file'),
+    (['--powers', 'a'], 'take numbers'),
+])
+def test_diffusion_bench_bad_flags_exit_with_one_line(args, msg):
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'diffusion.py'), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and msg in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_sweep_rejects_unknown_configs():
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'diffusion_sweep.py'), '--configs',
+                        'nope'], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and 'unknown --configs' in r.stderr and 'Traceback' not in r.stderr
