@@ -1,13 +1,16 @@
 #!/usr/bin/env python
 """Which training settings give 12's U-Net the lowest FID for the CPU's 45-minute budget?
 
-    python bench/diffusion_sweep.py --device cuda --configs all       # on a GPU: all, in parallel
+    python bench/diffusion_sweep.py --configs cond_3 --steps 25        # one setting, here
+    python bench/diffusion_sweep.py --device cuda --configs A_eps,A_v   # on a GPU, in turn
     python bench/diffusion_sweep.py --configs A_eps --smoke            # a check of the script
 
-`bench/diffusion.py` trains one setting for 33 minutes on 2 CPU cores; trying each idea that way
+`bench/diffusion.py` trains one setting for 38 minutes on 2 CPU cores; trying each idea that way
 costs an hour. This script trains each setting for the number of steps that 2 idle cores of this
 machine do in about 42 minutes (measured per model, `CPU_S_PER_STEP`), so the ranking says what a
-CPU run can reach; a GPU runs the settings side by side, one process each. What varies:
+CPU run can reach. `--jobs K` runs K settings side by side, one process each; on an H200 that
+gained nothing (these small nets are launch-bound there: about 60 ms a step alone, 160 ms each with
+11 processes sharing the GPU; `bench/results/diffusion_sweep_cuda.json`). What varies:
 
 - the model: 12's `UNet` with 3 levels x 2 blocks (`A`), 3 levels x 1 (`B`), 4 levels x 1 (`E`);
 - what the model predicts: the noise `eps` (DDPM), or `v` = sqrt(abar) eps - sqrt(1-abar) x0
