@@ -19,13 +19,12 @@ gained nothing (these small nets are launch-bound there: about 60 ms a step alon
 - the peak learning rate; and, for `cond_*`, 13's class-conditional U-Net, whose samples are
   scored by the share that 11's classifier gives the asked class.
 
-Every setting seeds before building its model; each scores DDIM at `--steps` on `--n` samples of
-the EMA weights with the same noise, FID against the 60,000 training images on 11's features,
+Every setting seeds before building its model; each scores DDIM at `--steps` (with each spacing in
+`--powers`) on `--n` samples of the EMA weights with the same noise, FID against the 60,000 training images on 11's features,
 beside the floor (real test images, same n). One JSON line per setting goes to `--out` as soon as
 it is done; `--summary` turns the lines into `bench/results/diffusion_sweep_<device>.json`.
 """
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -115,18 +114,6 @@ class EpsFromV(torch.nn.Module):
         return a.sqrt() * self.model(x, t, *cond).float() + (1 - a).sqrt() * x
 
 
-@contextlib.contextmanager
-def steps_spacing(spacing):
-    "DDIM's steps evenly spaced ('linear', 12's) or denser near t = 0 ('quadratic', DDIM paper)."
-    g = vars(sys.modules['exp.nb_12'])                 # where ddim_sample looks its steps up
-    old = g['ddim_steps']
-    if spacing == 'quadratic':
-        g['ddim_steps'] = lambda T, k: (torch.linspace(math.sqrt(T - 1), 0, k) ** 2
-                                        ).round().long().tolist()
-    try: yield
-    finally: g['ddim_steps'] = old
-
-
 def train(c, x, y, x_valid, y_valid, device, smoke):
     "Train the setting `c`; the EMA model as a noise predictor, and the training seconds."
     sched = nb_13.make_schedule('cosine')
@@ -170,6 +157,7 @@ def run(name, a, device):
                cpu_min_est=c['epochs'] * STEPS_PER_EPOCH * CPU_S_PER_STEP[c['model']] / 60,
                train_s=train_s, floor=float(fl.mean()), floor_std=float(fl.std()), n=a.n,
                scores=[])
+    powers = [float(v) for v in a.powers.split(',') if v]
     for k in [int(v) for v in a.steps.split(',')]:
         t0 = time.perf_counter()
         if c['cond']:
@@ -182,19 +170,18 @@ def run(name, a, device):
                                           agree=float((p == ys).float().mean()),
                                           fid=ie.fid(s), s=time.perf_counter() - t0))
         else:
-          for spacing in (['linear', 'quadratic'] if k <= 50 else ['linear']):
-            t0, g = time.perf_counter(), torch.Generator().manual_seed(0)
-            with steps_spacing(spacing):
-                s = nb_13.ddim_sample(net, sched, a.n, k, generator=g, amp=True)
-            res['scores'].append(dict(sampler='ddim', steps=k, spacing=spacing, fid=ie.fid(s),
-                                      kid=ie.kid(s), s=time.perf_counter() - t0,
-                                      dark=float((s < -0.99).float().mean())))
-            print(f"{name} DDIM {k} {spacing}: "
-                  f"FID / floor {res['scores'][-1]['fid'] / res['floor']:.1f}x", flush=True)
-        sc = res['scores'][-1]
-        print(f"{name} DDIM {k}: FID {sc['fid']:.4f} = {sc['fid'] / res['floor']:.1f}x"
-              + (f", agree {sc['agree']:.1%} at w = {sc['w']:g}" if c['cond'] else ''),
-              flush=True)
+            for pw in powers:                       # ddim_steps' spacing: 1 even, < 1 high noise
+                t0, g = time.perf_counter(), torch.Generator().manual_seed(0)
+                s = nb_13.ddim_sample(net, sched, a.n, k, generator=g, amp=True, power=pw)
+                res['scores'].append(dict(sampler='ddim', steps=k, power=pw, fid=ie.fid(s),
+                                          kid=ie.kid(s), s=time.perf_counter() - t0,
+                                          dark=float((s < -0.99).float().mean())))
+        for sc in res['scores']:
+            if sc['steps'] != k: continue
+            print(f"{name} DDIM {k}" + (f" power {sc['power']:g}" if 'power' in sc else '')
+                  + f": FID {sc['fid']:.4f} = {sc['fid'] / res['floor']:.1f}x"
+                  + (f", agree {sc['agree']:.1%} at w = {sc['w']:g}" if c['cond'] else ''),
+                  flush=True)
     if a.ddpm and not c['cond']:
         t0, g = time.perf_counter(), torch.Generator().manual_seed(0)
         s = nb_13.ddpm_sample(net, sched, a.n, generator=g, amp=True)
@@ -216,9 +203,12 @@ def summary(lines_path, out):
     tmp = out.with_suffix('.part')
     tmp.write_text(json.dumps(res, indent=1)); os.replace(tmp, out)
     for r in runs:
-        print(r['name'], ' '.join(f"{s['sampler']}{s['steps']}{s.get('spacing', '')[:4]}"
-                                  + (f"/w{s['w']:g}: {s['agree']:.1%}" if 'agree' in s else '')
-                                  + f" {s['ratio']:.1f}x" for s in r['scores']))
+        cols = []
+        for s in r['scores']:
+            col = f"{s['sampler']}{s['steps']}" + (f"p{s['power']:g}" if 'power' in s else '')
+            col += f"/w{s['w']:g}: {s['agree']:.1%}" if 'agree' in s else ''
+            cols.append(f"{col} {s['ratio']:.1f}x")
+        print(r['name'], ' '.join(cols))
 
 
 def parallel(names, a):
@@ -254,6 +244,7 @@ def main():
     p.add_argument('--device', default=str(nb_13.def_device))
     p.add_argument('--n', type=int, default=2048)
     p.add_argument('--steps', default='25,50,100')
+    p.add_argument('--powers', default='1,0.7', help="DDIM step spacings (ddim_steps's power)")
     p.add_argument('--ddpm', action='store_true')
     p.add_argument('--smoke', action='store_true', help='one epoch of 512 images')
     p.add_argument('--out', default='sweep.jsonl', help='JSON lines, one per setting')
@@ -265,6 +256,10 @@ def main():
     names = list(CONFIGS) if a.configs == 'all' else a.configs.split(',')
     bad = [v for v in names if v not in CONFIGS]
     if bad: sys.exit(f"bench/diffusion_sweep.py: unknown --configs {bad}; known: {list(CONFIGS)}")
+    try: [int(v) for v in a.steps.split(',')] + [float(v) for v in a.powers.split(',') if v]
+    except ValueError as e:
+        sys.exit(f"bench/diffusion_sweep.py: --steps and --powers take numbers separated by commas "
+                 f"({e})")
     if a.jobs > 1 or a.deadline: return parallel(names, a)
     torch.set_num_threads(1 if a.device.startswith('cuda') else torch.get_num_threads())
     device = torch.device(a.device)

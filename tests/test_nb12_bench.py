@@ -53,11 +53,10 @@ def test_min_snr_weights():
     assert math.isclose(float(cb.wt[i]), 5 / float(snr[i]), rel_tol=1e-6)
 
 
-def test_steps_spacing_restores_ddim_steps():
-    before = nb_12.ddim_steps
-    with sweep.steps_spacing('quadratic'):
-        q = sys.modules['exp.nb_12'].ddim_steps(1000, 25)
-    assert nb_12.ddim_steps is before and q[0] == 999 and q[-1] == 0 and q[-2] < 10
+def test_quadratic_spacing_is_power_2():
+    q = nb_12.ddim_steps(1000, 25, power=2.)                     # the DDIM paper's quadratic
+    assert q == (torch.linspace(math.sqrt(999), 0, 25) ** 2).round().long().tolist()
+    assert q[0] == 999 and q[-1] == 0 and q[-2] < 10
 
 
 def test_every_config_fits_the_cpu_budget():
@@ -76,7 +75,11 @@ def test_diffusion_bench_bad_flags_exit_with_one_line(args, msg):
     assert r.returncode != 0 and msg in r.stderr and 'Traceback' not in r.stderr
 
 
-def test_sweep_rejects_unknown_configs():
-    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'diffusion_sweep.py'), '--configs',
-                        'nope'], capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and 'unknown --configs' in r.stderr and 'Traceback' not in r.stderr
+@pytest.mark.parametrize('args, msg', [
+    (['--configs', 'nope'], 'unknown --configs'),
+    (['--configs', 'A_eps', '--powers', 'x'], 'take numbers'),
+])
+def test_sweep_bad_flags_exit_with_one_line(args, msg):
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'diffusion_sweep.py'), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and msg in r.stderr and 'Traceback' not in r.stderr
