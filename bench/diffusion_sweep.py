@@ -20,9 +20,10 @@ gained nothing (these small nets are launch-bound there: about 60 ms a step alon
   scored by the share that 11's classifier gives the asked class.
 
 Every setting seeds before building its model; each scores DDIM at `--steps` (with each spacing in
-`--powers`) on `--n` samples of the EMA weights with the same noise, FID against the 60,000
-training images on 11's features, beside the floor (real test images, same n). One JSON line per setting goes to `--out` as soon as
-it is done; `--summary` turns the lines into `bench/results/diffusion_sweep_<device>.json`.
+`--powers`) on `--n` samples of the EMA weights with the same noise, FID against the 60,000 training
+images on 11's features, beside the floor (real test images, same n). One JSON line per setting goes
+to `--out` as soon as it is done; `--summary` turns the lines into
+`bench/results/diffusion_sweep_<device>.json`.
 """
 import argparse
 import json
