@@ -41,9 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch                                    # noqa: E402
-import torch.nn.functional as F                 # noqa: E402
 
 from exp import nb_13                           # noqa: E402
+sys.path.insert(0, str(ROOT / 'bench'))
+from diffusion import TargetCB, EpsFromV, as_eps, make_learner   # noqa: E402,F401
 
 # seconds per training step (bs 128, bfloat16 autocast, 2 threads) on this repo's 2-core CPU,
 # plus 10% for the Learner's loop, EMA and data (bench/diffusion.py: 0.42 s measured for A)
@@ -77,24 +78,6 @@ CONFIGS = {
 }
 
 
-class TargetCB(nb_13.Callback):
-    "Each batch (x, y) -> (x_t, t, [y,] target): target eps or v; `w`: each image's loss weight."
-    order, needed_to_train = -10, True
-    def __init__(self, sched, pred='eps', gamma=None, labels=False):
-        self.sched, self.pred, self.gamma, self.labels = sched, pred, gamma, labels
-        snr = sched.snr().float()
-        self.wt = torch.ones_like(snr) if gamma is None else snr.clamp(max=gamma) / snr
-    def before_batch(self, learn):
-        x0, y = nb_13.to_unit(learn.batch[0]), learn.batch[1]
-        t = torch.randint(0, self.sched.T, (len(x0),), device=x0.device)
-        eps = torch.randn_like(x0)
-        xt = nb_13.q_sample(x0, t, eps, self.sched)
-        a = self.sched.abar[t.cpu()].float().to(x0.device).view(-1, 1, 1, 1)   # (bs, 1, 1, 1)
-        targ = eps if self.pred == 'eps' else a.sqrt() * eps - (1 - a).sqrt() * x0
-        self.w = self.wt[t.cpu()].to(x0.device)
-        learn.batch = (xt, t, y, targ) if self.labels else (xt, t, targ)
-
-
 class EpochLogCB(nb_13.Callback):
     "Print the training loss and the time after each epoch."
     order = 90
@@ -103,16 +86,6 @@ class EpochLogCB(nb_13.Callback):
         if not learn.training: return
         print(f"{self.name} epoch {learn.epoch + 1}: loss {learn.loss.item():.4f}, "
               f"{time.perf_counter() - self.t0:.0f}s", flush=True)
-
-
-class EpsFromV(torch.nn.Module):
-    "A v-predicting model seen as a noise predictor: eps = sqrt(abar) v + sqrt(1-abar) x_t."
-    def __init__(self, model, sched):
-        super().__init__(); self.model, self.sched = model, sched
-        self.n_classes = getattr(model, 'n_classes', None)
-    def forward(self, x, t, *cond):
-        a = self.sched.abar[t.cpu()].float().to(x.device).view(-1, 1, 1, 1)    # (bs, 1, 1, 1)
-        return a.sqrt() * self.model(x, t, *cond).float() + (1 - a).sqrt() * x
 
 
 def train(c, x, y, x_valid, y_valid, device, smoke):
@@ -124,29 +97,21 @@ def train(c, x, y, x_valid, y_valid, device, smoke):
         model = nb_13.CondUNet(10, m['nfs'], m['n_blocks'],
                                attn=partial(nb_13.SelfAttention2d, n_heads=2), attn_levels=(2,))
     else: model = nb_13.UNet(m['nfs'], m['n_blocks'])
-    tcb = TargetCB(sched, c['pred'], c['gamma'], c['cond'])
-    def loss(preds, targ):
-        "Mean squared error, each image weighted by `tcb.w`."
-        return ((preds.float() - targ) ** 2).mean((1, 2, 3)).mul(tcb.w).mean()
     dls = nb_13.get_dls(x, y, x_valid, y_valid, 128)
-    ema = nb_13.EMACB(c['ema'])
-    cbs = [nb_13.DeviceCB(device), tcb, ema, EpochLogCB(c['name']),
-           nb_13.MixedPrecisionCB(n_inp=3 if c['cond'] else 2, dtype=torch.bfloat16)]
-    if c['cond']: cbs.append(nb_13.DropLabelCB(10, 0.1))
-    learn = nb_13.Learner(model, dls, loss, lr=c['lr'], cbs=cbs,
-                          opt_func=partial(nb_13.AdamW, weight_decay=0.))
-    learn.quiet = True
+    cbs = [EpochLogCB(c['name'])] + ([nb_13.DropLabelCB(10, 0.1)] if c['cond'] else [])
+    learn = make_learner(model, sched, dls, c['pred'], c['gamma'], c['lr'], c['ema'], True, device,
+                         labels=c['cond'], cbs=cbs, dtype=torch.bfloat16)
     t0 = time.perf_counter()
     learn.fit_one_cycle(1 if smoke else c['epochs'], c['lr'], pct_start=0.1)
     if device.type == 'cuda': torch.cuda.synchronize()
     train_s = time.perf_counter() - t0
-    net = ema.ema.eval()
-    return (EpsFromV(net, sched) if c['pred'] == 'v' else net), sched, train_s, model
+    return as_eps(learn.ema_cb.ema.eval(), sched, c['pred']), sched, train_s, model
 
 
 def run(name, a, device):
     "Train and score one setting; its JSON line."
     c = dict(CONFIGS[name], name=name)
+    if a.epochs: c['epochs'] = a.epochs
     x_train, y_train, x_test, y_test = nb_13._quiet_fashion()
     if a.smoke: x_train, y_train = x_train[:512], y_train[:512]
     ie = nb_13.ImageEval(nb_13.train_fid_classifier(device=device), in_range=(-1., 1.))
@@ -248,6 +213,8 @@ def main():
     p.add_argument('--powers', default='1,0.7', help="DDIM step spacings (ddim_steps's power)")
     p.add_argument('--ddpm', action='store_true')
     p.add_argument('--smoke', action='store_true', help='one epoch of 512 images')
+    p.add_argument('--epochs', type=int, default=None,
+                   help="train every setting this many epochs (a shorter ranking run)")
     p.add_argument('--out', default='sweep.jsonl', help='JSON lines, one per setting')
     p.add_argument('--summary', default=None, help='write this results file from --out, and stop')
     p.add_argument('--jobs', type=int, default=1, help='settings trained at once, one process each')
