@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A longer DDPM run than `12_diffusion` holds: FID / floor per sampler, FID against training time.
 
-    python bench/diffusion.py --threads 2                    # the CPU run: 38 min of training here
+    python bench/diffusion.py --threads 2                    # the CPU run: 41 min of training here
     python bench/diffusion.py --device cuda --epochs 60 --nfs 32,64,128 --ddpm   # on a GPU
     python bench/diffusion.py --load ~/.cache/foundations/models/bench_diffusion_<commit>.pt \
         --powers 1,0.7 ...                      # score saved weights again (same --nfs etc.)
@@ -11,13 +11,14 @@ autocast on the CPU) on the 60,000 Fashion-MNIST training images with the librar
 predict v = sqrt(abar) eps - sqrt(1-abar) x0 (Salimans & Ho 2022; `--pred eps`: the noise, as 12
 does; `--gamma`: Min-SNR weights). The samplers see a v-model as the noise predictor it implies
 (`EpsFromV`). At 4 epochs, v gave DDIM-25 FID / floor 23x against 49x for eps and 36x for eps with
-Min-SNR-5 (`diffusion_sweep.py --epochs 4`, one seed each). After the epochs in `--eval_epochs` it scores DDIM with `--curve_steps` steps on `--n`
-samples (the EMA weights), so the JSON holds FID against training minutes. At the end it scores DDIM
-at each of `--steps`, with each step spacing in `--powers` (`ddim_steps`: 1 even, 0.7 denser at high
-noise), and DDPM's 1,000 steps with `--ddpm`, on `--n` samples, beside the floor: the
-FID of `--n` real test images (5 draws), all against the 60,000 training images, on `11_fid`'s
+Min-SNR-5 (`diffusion_sweep.py --epochs 4`, one seed each).
+After the epochs in `--eval_epochs` it scores DDIM with `--curve_steps` steps on `--n` samples (the
+EMA weights), so the JSON holds FID against training minutes. At the end it scores DDIM at each of
+`--steps`, with each step spacing in `--powers` (`ddim_steps`: 1 even, 0.7 denser at high noise) and
+each `eta` in `--etas`, and DDPM's 1,000 steps with `--ddpm`, on `--n` samples, beside the floor:
+the FID of `--n` real test images (5 draws), all against the 60,000 training images, on `11_fid`'s
 classifier features. Writes `bench/results/diffusion_<device>.json` (atomically, after every stage):
-`runs`, one entry per sampler with `sampler`, `steps`, `power`, `n`, `fid`, `kid`, `floor`,
+`runs`, one entry per sampler with `sampler`, `steps`, `power`, `eta`, `n`, `fid`, `kid`, `floor`,
 `ratio`, `sample_s`; `curve`; `params`, `train_s`; settings, machine, load before and after, git
 commit; and course22p2's `20_DDIM` figures for the same samplers.
 """
@@ -46,7 +47,7 @@ class TargetCB(nb_12.Callback):
     def __init__(self, sched, pred='eps', gamma=None, labels=False):
         self.sched, self.pred, self.gamma, self.labels = sched, pred, gamma, labels
         snr = sched.snr().float()
-        # Min-SNR: the eps loss weighted min(SNR, gamma) / SNR; the v loss is (SNR + 1) x the x0 loss
+        # Min-SNR: eps loss x min(SNR, gamma) / SNR; v's loss is (SNR + 1) x x0's
         if gamma is None: self.wt = torch.ones_like(snr)
         else: self.wt = snr.clamp(max=gamma) / (snr + 1 if pred == 'v' else snr)
     def before_batch(self, learn):
@@ -128,7 +129,10 @@ def main():
     p.add_argument('--no_amp', action='store_true', help='float32 throughout')
     p.add_argument('--n', type=int, default=2048, help='samples per FID')
     p.add_argument('--steps', default='100,50,25', help='DDIM step counts scored at the end')
-    p.add_argument('--powers', default='1,0.7', help="DDIM step spacings scored (ddim_steps's power)")
+    p.add_argument('--powers', default='1,0.7',
+                   help="DDIM step spacings scored (ddim_steps's power)")
+    p.add_argument('--etas', default='0', help="DDIM's eta values scored (0 deterministic, 1 as "
+                   "DDPM)")
     p.add_argument('--ddpm', action='store_true', help="also DDPM's 1,000 steps (GPU time)")
     p.add_argument('--load', default=None, help='score the EMA weights this script saved (a .pt) '
                    'instead of training; the --out JSON keeps its training record')
@@ -142,10 +146,13 @@ def main():
         nfs = tuple(int(v) for v in a.nfs.split(','))
         steps = [int(v) for v in a.steps.split(',') if v]
         powers = [float(v) for v in a.powers.split(',') if v]
+        etas = [float(v) for v in a.etas.split(',') if v]
         eval_epochs = {int(v) for v in a.eval_epochs.split(',') if v}
     except ValueError as e:
-        sys.exit(f"bench/diffusion.py: --nfs, --steps, --eval_epochs and --powers take numbers "
-                 f"separated by commas ({e})")
+        sys.exit(f"bench/diffusion.py: --nfs, --steps, --eval_epochs, --powers and --etas take "
+                 f"numbers separated by commas ({e})")
+    if any(not 0 <= v <= 1 for v in etas):
+        sys.exit(f"bench/diffusion.py: --etas {a.etas}: DDIM's eta lies between 0 and 1")
     if a.gamma is not None and not a.gamma > 0:
         sys.exit(f"bench/diffusion.py: --gamma {a.gamma}: Min-SNR's gamma must be positive")
     if a.load and not Path(a.load).expanduser().is_file():
@@ -178,20 +185,21 @@ def main():
     if a.load: ema = load_trained(model, sched, a, res, out, device)
     else: ema = train(model, sched, a, res, out, ie, floor, x_train, x_test, eval_epochs, amp,
                       device, commit)
-    todo = [('ddim', k, pw) for k in steps for pw in powers]
-    todo += [('ddpm', sched.T, None)] if a.ddpm else []
-    for sampler, k, pw in todo:
+    todo = [('ddim', k, pw, eta) for k in steps for pw in powers for eta in etas]
+    todo += [('ddpm', sched.T, None, None)] if a.ddpm else []
+    for sampler, k, pw, eta in todo:
         t0, g = time.perf_counter(), torch.Generator().manual_seed(0)
         if sampler == 'ddpm': s = nb_12.ddpm_sample(ema, sched, a.n, generator=g, amp=amp)
-        else: s = nb_12.ddim_sample(ema, sched, a.n, k, generator=g, amp=amp, power=pw)
-        e = dict(score(ie, s, floor, sampler, k, time.perf_counter() - t0), power=pw)
-        res['runs'] = [r for r in res['runs'] if (r['sampler'], r['steps'], r.get('power', 1.))
-                       != (sampler, k, pw if pw is not None else 1.)] + [e]
+        else: s = nb_12.ddim_sample(ema, sched, a.n, k, eta, generator=g, amp=amp, power=pw)
+        e = dict(score(ie, s, floor, sampler, k, time.perf_counter() - t0), power=pw, eta=eta)
+        key = lambda r: (r['sampler'], r['steps'], r.get('power') or 1., r.get('eta') or 0.)
+        res['runs'] = [r for r in res['runs'] if key(r) != key(e)] + [e]
         c = f"course {e['course_ratio']:.1f}x" if e['course_ratio'] else ''
         sp = '' if pw in (None, 1.) else f' (power {pw:g})'
+        sp += '' if eta in (None, 0.) else f' (eta {eta:g})'
         print(f"{sampler.upper()} {k}{sp}: FID {e['fid']:.4f}, KID {e['kid']:.5f}: "
               f"{e['ratio']:.2f}x floor ({c}), {e['sample_s']:.0f}s", flush=True)
-        if (sampler == 'ddim' and k == a.curve_steps and pw == 1. and not a.load
+        if (sampler == 'ddim' and k == a.curve_steps and pw == 1. and eta == 0. and not a.load
                 and a.epochs not in eval_epochs):
             res['curve'].append(dict(epoch=a.epochs, train_min=res['train_s'] / 60, **e))
         res['load_after'] = os.getloadavg()

@@ -4,18 +4,23 @@
     python bench/diffusion_sweep.py --configs cond_3 --steps 25        # one setting, here
     python bench/diffusion_sweep.py --device cuda --configs A_eps,A_v   # on a GPU, in turn
     python bench/diffusion_sweep.py --configs A_eps --smoke            # a check of the script
+    python bench/diffusion_sweep.py --configs E_eps,E_v,E_snr5 --epochs 4 --steps 25   # a ranking
 
-`bench/diffusion.py` trains one setting for 38 minutes on 2 CPU cores; trying each idea that way
-costs an hour. This script trains each setting for the number of steps that 2 idle cores of this
+`bench/diffusion.py` trains one setting for about 40 minutes on 2 CPU cores; trying each idea that
+way costs an hour. This script trains each setting for the number of steps that 2 idle cores of this
 machine do in about 42 minutes (measured per model, `CPU_S_PER_STEP`), so the ranking says what a
-CPU run can reach. `--jobs K` runs K settings side by side, one process each; on an H200 that
-gained nothing (these small nets are launch-bound there: about 60 ms a step alone, 160 ms each with
-11 processes sharing the GPU; `bench/results/diffusion_sweep_cuda.json`). What varies:
+CPU run can reach; `--epochs K` trains every setting K epochs instead, a cheaper ranking (4 epochs
+of `E`, 11 minutes here: DDIM-25 FID / floor 49x with eps, 36x with Min-SNR-5, 23x with v, one seed
+each, `bench/results/diffusion_sweep_cpu_4ep.json`; so `bench/diffusion.py` predicts v). `--jobs K`
+runs K settings side by side, one process each; on an H200 that gained nothing (these small nets are
+launch-bound there: about 60 ms a step alone, 160 ms each with 11 processes sharing the GPU;
+`bench/results/diffusion_sweep_cuda.json`). What varies:
 
 - the model: 12's `UNet` with 3 levels x 2 blocks (`A`), 3 levels x 1 (`B`), 4 levels x 1 (`E`);
 - what the model predicts: the noise `eps` (DDPM), or `v` = sqrt(abar) eps - sqrt(1-abar) x0
   (Salimans & Ho 2022), turned back into a noise prediction for the samplers;
-- the loss weighting: plain, or Min-SNR-gamma (Hang et al. 2023), min(SNR, gamma) / SNR on eps;
+- the loss weighting: plain, or Min-SNR-gamma (Hang et al. 2023), min(SNR, gamma) / SNR on eps
+  (/ (SNR + 1) on v);
 - the peak learning rate; and, for `cond_*`, 13's class-conditional U-Net, whose samples are
   scored by the share that 11's classifier gives the asked class.
 
@@ -44,7 +49,7 @@ import torch                                    # noqa: E402
 
 from exp import nb_13                           # noqa: E402
 sys.path.insert(0, str(ROOT / 'bench'))
-from diffusion import TargetCB, EpsFromV, as_eps, make_learner   # noqa: E402,F401
+from diffusion import EpsFromV, TargetCB, as_eps, make_learner   # noqa: E402,F401  (shared)
 
 # seconds per training step (bs 128, bfloat16 autocast, 2 threads) on this repo's 2-core CPU,
 # plus 10% for the Learner's loop, EMA and data (bench/diffusion.py: 0.42 s measured for A)
@@ -228,6 +233,8 @@ def main():
     except ValueError as e:
         sys.exit(f"bench/diffusion_sweep.py: --steps and --powers take numbers separated by commas "
                  f"({e})")
+    if a.epochs is not None and a.epochs < 1:
+        sys.exit(f"bench/diffusion_sweep.py: --epochs {a.epochs}: need at least 1")
     if a.jobs > 1 or a.deadline: return parallel(names, a)
     torch.set_num_threads(1 if a.device.startswith('cuda') else torch.get_num_threads())
     device = torch.device(a.device)

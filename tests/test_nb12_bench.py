@@ -1,5 +1,5 @@
-"""`bench/diffusion_sweep.py`'s pieces (v and Min-SNR targets, the step spacings) and the error
-paths of `bench/diffusion.py`."""
+"""The pieces `bench/diffusion.py` and `bench/diffusion_sweep.py` share (v and Min-SNR targets,
+`make_learner`), the step spacings, and both scripts' error paths."""
 import math
 import subprocess
 import sys
@@ -53,6 +53,34 @@ def test_min_snr_weights():
     assert math.isclose(float(cb.wt[i]), 5 / float(snr[i]), rel_tol=1e-6)
 
 
+def test_min_snr_weights_for_v():
+    s = nb_12.make_schedule('cosine')
+    snr = s.snr().float()
+    cb = sweep.TargetCB(s, pred='v', gamma=5.)
+    torch.testing.assert_close(cb.wt, snr.clamp(max=5.) / (snr + 1))    # v's loss: (SNR + 1) x0's
+    assert (cb.wt < 1).all()
+
+
+def test_make_learner_v_lowers_the_loss():
+    x = nb_12._quiet_fashion()[0][:512]
+    s = nb_12.make_schedule('cosine')
+    torch.manual_seed(0)
+    model = nb_12.UNet((8, 16), 1)
+    y = torch.zeros(len(x), dtype=torch.long)
+    dls = nb_12.get_dls(x, y, x[:128], y[:128], 64)
+    losses = []
+
+    class Rec(nb_12.Callback):
+        def after_batch(self, learn):
+            if learn.training: losses.append(learn.loss.item())
+    learn = sweep.make_learner(model, s, dls, 'v', None, 3e-3, 0.9, False, 'cpu', cbs=[Rec()])
+    learn.fit(3)
+    assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:8]) / 8       # 0.71 here
+    eps = sweep.as_eps(learn.ema_cb.ema, s, 'v')                   # what the samplers see
+    assert isinstance(eps, sweep.EpsFromV) and not eps.training
+    assert nb_12.ddim_sample(eps, s, 4, 3).shape == (4, 1, 28, 28)
+
+
 def test_quadratic_spacing_is_power_2():
     q = nb_12.ddim_steps(1000, 25, power=2.)                     # the DDIM paper's quadratic
     assert q == (torch.linspace(math.sqrt(999), 0, 25) ** 2).round().long().tolist()
@@ -68,6 +96,7 @@ def test_every_config_fits_the_cpu_budget():
 @pytest.mark.parametrize('args, msg', [
     (['--load', '/no/such/file.pt'], 'no such file'),
     (['--powers', 'a'], 'take numbers'),
+    (['--gamma', '0'], 'must be positive'),
 ])
 def test_diffusion_bench_bad_flags_exit_with_one_line(args, msg):
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'diffusion.py'), *args],
@@ -78,6 +107,7 @@ def test_diffusion_bench_bad_flags_exit_with_one_line(args, msg):
 @pytest.mark.parametrize('args, msg', [
     (['--configs', 'nope'], 'unknown --configs'),
     (['--configs', 'A_eps', '--powers', 'x'], 'take numbers'),
+    (['--configs', 'A_eps', '--epochs', '0'], 'need at least 1'),
 ])
 def test_sweep_bad_flags_exit_with_one_line(args, msg):
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'diffusion_sweep.py'), *args],
