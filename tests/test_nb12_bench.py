@@ -97,6 +97,8 @@ def test_every_config_fits_the_cpu_budget():
     (['--load', '/no/such/file.pt'], 'no such file'),
     (['--powers', 'a'], 'take numbers'),
     (['--gamma', '0'], 'must be positive'),
+    (['--etas', '0,2'], 'between 0 and 1'),
+    (['--etas', 'x'], 'take numbers'),
 ])
 def test_diffusion_bench_bad_flags_exit_with_one_line(args, msg):
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'diffusion.py'), *args],
