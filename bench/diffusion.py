@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """A longer DDPM run than `12_diffusion` holds: FID / floor per sampler, FID against training time.
 
-    python bench/diffusion.py --threads 2                    # the CPU run: 41 min of training here
+    python bench/diffusion.py --threads 2                    # the CPU run: 44 min of training here
     python bench/diffusion.py --device cuda --epochs 60 --nfs 32,64,128 --ddpm   # on a GPU
     python bench/diffusion.py --load ~/.cache/foundations/models/bench_diffusion_<commit>.pt \
-        --powers 1,0.7 ...                      # score saved weights again (same --nfs etc.)
+        --powers 1,0.7 ...                      # score saved weights (same --nfs, --pred)
 
 Trains `12_diffusion`'s `UNet` (cosine schedule, EMA of the weights, one-cycle AdamW, bfloat16
 autocast on the CPU) on the 60,000 Fashion-MNIST training images with the library's `Learner`, to
