@@ -185,6 +185,7 @@ def main():
     if a.load: ema = load_trained(model, sched, a, res, out, device)
     else: ema = train(model, sched, a, res, out, ie, floor, x_train, x_test, eval_epochs, amp,
                       device, commit)
+    key = lambda r: (r['sampler'], r['steps'], r.get('power') or 1., r.get('eta') or 0.)
     todo = [('ddim', k, pw, eta) for k in steps for pw in powers for eta in etas]
     todo += [('ddpm', sched.T, None, None)] if a.ddpm else []
     for sampler, k, pw, eta in todo:
@@ -192,7 +193,6 @@ def main():
         if sampler == 'ddpm': s = nb_12.ddpm_sample(ema, sched, a.n, generator=g, amp=amp)
         else: s = nb_12.ddim_sample(ema, sched, a.n, k, eta, generator=g, amp=amp, power=pw)
         e = dict(score(ie, s, floor, sampler, k, time.perf_counter() - t0), power=pw, eta=eta)
-        key = lambda r: (r['sampler'], r['steps'], r.get('power') or 1., r.get('eta') or 0.)
         res['runs'] = [r for r in res['runs'] if key(r) != key(e)] + [e]
         c = f"course {e['course_ratio']:.1f}x" if e['course_ratio'] else ''
         sp = '' if pw in (None, 1.) else f' (power {pw:g})'

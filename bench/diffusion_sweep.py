@@ -49,7 +49,7 @@ import torch                                    # noqa: E402
 
 from exp import nb_13                           # noqa: E402
 sys.path.insert(0, str(ROOT / 'bench'))
-from diffusion import EpsFromV, TargetCB, as_eps, make_learner   # noqa: E402,F401  (shared)
+from diffusion import as_eps, make_learner     # noqa: E402  (v, Min-SNR: shared with it)
 
 # seconds per training step (bs 128, bfloat16 autocast, 2 threads) on this repo's 2-core CPU,
 # plus 10% for the Learner's loop, EMA and data (bench/diffusion.py: 0.42 s measured for A)

@@ -10,6 +10,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'bench'))
+import diffusion as bench  # noqa: E402
 import diffusion_sweep as sweep  # noqa: E402
 from exp import nb_12  # noqa: E402
 
@@ -25,7 +26,7 @@ def test_v_target_and_its_inverse():
     s = nb_12.make_schedule('cosine')
     x = torch.rand(16, 784)
     torch.manual_seed(0)
-    cb = sweep.TargetCB(s, pred='v')
+    cb = bench.TargetCB(s, pred='v')
     b = _Batch((x, torch.zeros(16, dtype=torch.long)))
     cb.before_batch(b)
     xt, t, v = b.batch
@@ -37,7 +38,7 @@ def test_v_target_and_its_inverse():
         "A perfect v-predictor for these images."
         def __init__(self): super().__init__(); self.p = torch.nn.Parameter(torch.zeros(1))
         def forward(self, x_, t_): return v
-    eps = sweep.EpsFromV(TrueV(), s)(xt, t)
+    eps = bench.EpsFromV(TrueV(), s)(xt, t)
     torch.testing.assert_close(nb_12.q_sample(nb_12.to_unit(x), t, eps, s), xt, atol=1e-5,
                                rtol=0)
     assert torch.equal(cb.w, torch.ones(16))                        # no weighting asked
@@ -45,7 +46,7 @@ def test_v_target_and_its_inverse():
 
 def test_min_snr_weights():
     s = nb_12.make_schedule('cosine')
-    cb = sweep.TargetCB(s, gamma=5.)
+    cb = bench.TargetCB(s, gamma=5.)
     snr = s.snr().float()
     assert (cb.wt <= 1).all() and (cb.wt > 0).all()
     assert torch.equal(cb.wt[snr <= 5], torch.ones(int((snr <= 5).sum())))
@@ -56,7 +57,7 @@ def test_min_snr_weights():
 def test_min_snr_weights_for_v():
     s = nb_12.make_schedule('cosine')
     snr = s.snr().float()
-    cb = sweep.TargetCB(s, pred='v', gamma=5.)
+    cb = bench.TargetCB(s, pred='v', gamma=5.)
     torch.testing.assert_close(cb.wt, snr.clamp(max=5.) / (snr + 1))    # v's loss: (SNR + 1) x0's
     assert (cb.wt < 1).all()
 
@@ -73,11 +74,11 @@ def test_make_learner_v_lowers_the_loss():
     class Rec(nb_12.Callback):
         def after_batch(self, learn):
             if learn.training: losses.append(learn.loss.item())
-    learn = sweep.make_learner(model, s, dls, 'v', None, 3e-3, 0.9, False, 'cpu', cbs=[Rec()])
+    learn = bench.make_learner(model, s, dls, 'v', None, 3e-3, 0.9, False, 'cpu', cbs=[Rec()])
     learn.fit(3)
     assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:8]) / 8       # 0.71 here
-    eps = sweep.as_eps(learn.ema_cb.ema, s, 'v')                   # what the samplers see
-    assert isinstance(eps, sweep.EpsFromV) and not eps.training
+    eps = bench.as_eps(learn.ema_cb.ema, s, 'v')                   # what the samplers see
+    assert isinstance(eps, bench.EpsFromV) and not eps.training
     assert nb_12.ddim_sample(eps, s, 4, 3).shape == (4, 1, 28, 28)
 
 
