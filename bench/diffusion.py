@@ -4,7 +4,7 @@
     python bench/diffusion.py --threads 2                    # the CPU run: 44 min of training here
     python bench/diffusion.py --device cuda --epochs 60 --nfs 32,64,128 --ddpm   # on a GPU
     python bench/diffusion.py --load ~/.cache/foundations/models/bench_diffusion_<commit>.pt \
-        --powers 1,0.7 ...                      # score saved weights (same --nfs, --pred)
+        --powers 1,0.7 ...             # score saved weights (same --nfs, --attn, --pred)
 
 Trains `12_diffusion`'s `UNet` (cosine schedule, EMA of the weights, one-cycle AdamW, bfloat16
 autocast on the CPU) on the 60,000 Fashion-MNIST training images with the library's `Learner`, to
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch                                    # noqa: E402
 
-from exp import nb_12                           # noqa: E402
+from exp import nb_12, nb_13                    # noqa: E402  (13: `SelfAttention2d`)
 
 
 class TargetCB(nb_12.Callback):
@@ -119,6 +119,8 @@ def main():
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: all)')
     p.add_argument('--nfs', default='16,32,64,128', help='channels per level of the U-Net')
     p.add_argument('--n_blocks', type=int, default=1)
+    p.add_argument('--attn', default='', help="levels with 13's self-attention (e.g. 2,3; none)")
+    p.add_argument('--heads', type=int, default=2, help='attention heads')
     p.add_argument('--epochs', type=int, default=15)
     p.add_argument('--bs', type=int, default=128)
     p.add_argument('--lr', type=float, default=2e-3)
@@ -148,9 +150,16 @@ def main():
         powers = [float(v) for v in a.powers.split(',') if v]
         etas = [float(v) for v in a.etas.split(',') if v]
         eval_epochs = {int(v) for v in a.eval_epochs.split(',') if v}
+        attn = tuple(int(v) for v in a.attn.split(',') if v)
     except ValueError as e:
-        sys.exit(f"bench/diffusion.py: --nfs, --steps, --eval_epochs, --powers and --etas take "
-                 f"numbers separated by commas ({e})")
+        sys.exit(f"bench/diffusion.py: --nfs, --attn, --steps, --eval_epochs, --powers and --etas "
+                 f"take numbers separated by commas ({e})")
+    if any(not 0 <= v < len(nfs) for v in attn):
+        sys.exit(f"bench/diffusion.py: --attn {a.attn}: levels run from 0 to {len(nfs) - 1} "
+                 f"(--nfs {a.nfs})")
+    if attn and (a.heads < 1 or any(nfs[v] % a.heads for v in attn)):
+        sys.exit(f"bench/diffusion.py: --heads {a.heads} must divide the channels of every "
+                 f"--attn level ({[nfs[v] for v in attn]})")
     if any(not 0 <= v <= 1 for v in etas):
         sys.exit(f"bench/diffusion.py: --etas {a.etas}: DDIM's eta lies between 0 and 1")
     if a.gamma is not None and not a.gamma > 0:
@@ -179,7 +188,8 @@ def main():
     print(f"floor at n={a.n}: {floor:.4f} ± {float(fl.std()):.4f}", flush=True)
 
     torch.manual_seed(a.seed)
-    model = nb_12.UNet(nfs, a.n_blocks)
+    model = nb_12.UNet(nfs, a.n_blocks, attn=partial(nb_13.SelfAttention2d, n_heads=a.heads),
+                       attn_levels=attn)
     res['params'] = sum(p.numel() for p in model.parameters())
     sched = nb_12.make_schedule(a.schedule)
     if a.load: ema = load_trained(model, sched, a, res, out, device)
@@ -212,7 +222,7 @@ def load_trained(model, sched, a, res, out, device):
     try: model.load_state_dict(nb_12.load_state(Path(a.load).expanduser()))
     except (RuntimeError, ValueError, OSError) as e:
         sys.exit(f"bench/diffusion.py: --load {a.load} is not a U-Net of --nfs {a.nfs} "
-                 f"--n_blocks {a.n_blocks} ({str(e).splitlines()[0]})")
+                 f"--n_blocks {a.n_blocks} --attn '{a.attn}' ({str(e).splitlines()[0]})")
     try: old = json.loads(out.read_text())
     except (FileNotFoundError, json.JSONDecodeError): old = {}
     res.update(score_settings=dict(res['settings']), score_load_before=res['load_before'])

@@ -100,6 +100,8 @@ def test_every_config_fits_the_cpu_budget():
     (['--gamma', '0'], 'must be positive'),
     (['--etas', '0,2'], 'between 0 and 1'),
     (['--etas', 'x'], 'take numbers'),
+    (['--attn', '4'], 'levels run from 0 to 3'),
+    (['--attn', '2', '--heads', '3'], 'must divide the channels'),
 ])
 def test_diffusion_bench_bad_flags_exit_with_one_line(args, msg):
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'diffusion.py'), *args],
