@@ -4,7 +4,7 @@
     python bench/diffusion.py --threads 2                    # the CPU run: 44 min of training here
     python bench/diffusion.py --device cuda --epochs 60 --nfs 32,64,128 --ddpm   # on a GPU
     python bench/diffusion.py --load ~/.cache/foundations/models/bench_diffusion_<commit>.pt \
-        --powers 1,0.7 ...             # score saved weights (same --nfs, --attn, --pred)
+        --powers 1,0.7 ...             # score saved weights (its --pred, --nfs, --attn...)
 
 Trains `12_diffusion`'s `UNet` (cosine schedule, EMA of the weights, one-cycle AdamW, bfloat16
 autocast on the CPU) on the 60,000 Fashion-MNIST training images with the library's `Learner`, to
@@ -15,12 +15,15 @@ Min-SNR-5 (`diffusion_sweep.py --epochs 4`, one seed each).
 After the epochs in `--eval_epochs` it scores DDIM with `--curve_steps` steps on `--n` samples (the
 EMA weights), so the JSON holds FID against training minutes. At the end it scores DDIM at each of
 `--steps`, with each step spacing in `--powers` (`ddim_steps`: 1 even, 0.7 denser at high noise) and
-each `eta` in `--etas`, and DDPM's 1,000 steps with `--ddpm`, on `--n` samples, beside the floor:
-the FID of `--n` real test images (5 draws), all against the 60,000 training images, on `11_fid`'s
-classifier features. Writes `bench/results/diffusion_<device>.json` (atomically, after every stage):
-`runs`, one entry per sampler with `sampler`, `steps`, `power`, `eta`, `n`, `fid`, `kid`, `floor`,
-`ratio`, `sample_s`; `curve`; `params`, `train_s`; settings, machine, load before and after, git
-commit; and course22p2's `20_DDIM` figures for the same samplers.
+each `eta` in `--etas`, and DDPM's 1,000 steps with `--ddpm`, on `--n` samples (`--draws` noise
+draws each: mean and spread), beside the floor: the FID of `--n` real test images (5 draws), all
+against the 60,000 training images, on `11_fid`'s classifier features. `--attn` adds 13's
+self-attention at the levels it names. Writes `bench/results/diffusion_<device>.json` (atomically,
+after every stage): `runs`, one entry per sampler with `sampler`, `steps`, `power`, `eta`, `n`,
+`fid`, `kid`, `floor`, `ratio`, `sample_s` (with `fids`, `fid_std`, `ratio_std` over `draws`);
+`curve`; `params`, `train_s`; settings, machine, load before and after, git commit; and
+course22p2's `20_DDIM` figures for the same samplers. The weights are saved with their flags
+(a `.json` beside them), which `--load` checks.
 """
 import argparse
 import json
@@ -104,6 +107,25 @@ def write_json(res, path):
     os.replace(tmp, path)
 
 
+MODEL_FLAGS = ('pred', 'nfs', 'n_blocks', 'attn', 'heads', 'schedule')
+
+
+def save_model_flags(path, a):
+    "Beside the weights in `path`, the flags that built and trained them (a `.json`)."
+    write_json({k: getattr(a, k) for k in MODEL_FLAGS}, Path(path).with_suffix('.json'))
+
+
+def model_flags_error(path, a):
+    "One line if the flags saved beside the weights `path` differ from `a`'s; else None."
+    try: saved = json.loads(Path(path).with_suffix('.json').read_text())
+    except (FileNotFoundError, json.JSONDecodeError): return None   # older weights: trust flags
+    keys = [k for k in MODEL_FLAGS if k in saved and (k != 'heads' or saved.get('attn'))]
+    diff = [f"--{k} {saved[k] if saved[k] != '' else repr('')}" for k in keys
+            if saved[k] != getattr(a, k)]
+    return (f"bench/diffusion.py: --load {path} was trained with {' '.join(diff)}: pass those"
+            if diff else None)
+
+
 def score(ie, samples, floor, sampler, steps, sample_s):
     "One `runs` entry: FID, KID and the ratio to the floor, beside the course's ratio."
     fid, kid = ie.fid(samples), ie.kid(samples)
@@ -111,6 +133,17 @@ def score(ie, samples, floor, sampler, steps, sample_s):
     return dict(sampler=sampler, steps=steps, n=len(samples), fid=fid, kid=kid, floor=floor,
                 ratio=fid / floor, sample_s=sample_s,
                 course_ratio=None if course is None else course / COURSE['floor'])
+
+
+def mean_of_draws(es):
+    "One `runs` entry from the entries `es` of several noise draws: means, spreads, each FID."
+    if len(es) == 1: return es[0]
+    fids = torch.tensor([e['fid'] for e in es], dtype=torch.float64)
+    mean = lambda k: sum(e[k] for e in es) / len(es)
+    return dict(es[0], fid=float(fids.mean()), fid_std=float(fids.std()), fids=fids.tolist(),
+                kid=mean('kid'), ratio=float(fids.mean()) / es[0]['floor'],
+                ratio_std=float(fids.std()) / es[0]['floor'], sample_s=mean('sample_s'),
+                draws=len(es))
 
 
 def main():
@@ -135,6 +168,8 @@ def main():
                    help="DDIM step spacings scored (ddim_steps's power)")
     p.add_argument('--etas', default='0', help="DDIM's eta values scored (0 deterministic, 1 as "
                    "DDPM)")
+    p.add_argument('--draws', type=int, default=1,
+                   help='noise draws per sampler (seeds 0, 1, ...): FID mean and spread')
     p.add_argument('--ddpm', action='store_true', help="also DDPM's 1,000 steps (GPU time)")
     p.add_argument('--load', default=None, help='score the EMA weights this script saved (a .pt) '
                    'instead of training; the --out JSON keeps its training record')
@@ -162,10 +197,12 @@ def main():
                  f"--attn level ({[nfs[v] for v in attn]})")
     if any(not 0 <= v <= 1 for v in etas):
         sys.exit(f"bench/diffusion.py: --etas {a.etas}: DDIM's eta lies between 0 and 1")
+    if a.draws < 1: sys.exit(f"bench/diffusion.py: --draws {a.draws}: at least 1")
     if a.gamma is not None and not a.gamma > 0:
         sys.exit(f"bench/diffusion.py: --gamma {a.gamma}: Min-SNR's gamma must be positive")
     if a.load and not Path(a.load).expanduser().is_file():
         sys.exit(f"bench/diffusion.py: --load {a.load}: no such file")
+    if a.load and (err := model_flags_error(Path(a.load).expanduser(), a)): sys.exit(err)
     if a.threads: torch.set_num_threads(a.threads)
     device, amp = torch.device(a.device), not a.no_amp
     out = Path(a.out or ROOT / 'bench' / 'results' / f'diffusion_{device.type}.json')
@@ -199,16 +236,20 @@ def main():
     todo = [('ddim', k, pw, eta) for k in steps for pw in powers for eta in etas]
     todo += [('ddpm', sched.T, None, None)] if a.ddpm else []
     for sampler, k, pw, eta in todo:
-        t0, g = time.perf_counter(), torch.Generator().manual_seed(0)
-        if sampler == 'ddpm': s = nb_12.ddpm_sample(ema, sched, a.n, generator=g, amp=amp)
-        else: s = nb_12.ddim_sample(ema, sched, a.n, k, eta, generator=g, amp=amp, power=pw)
-        e = dict(score(ie, s, floor, sampler, k, time.perf_counter() - t0), power=pw, eta=eta)
+        es = []
+        for d in range(a.draws):                   # noise draw d: the generator's seed
+            t0, g = time.perf_counter(), torch.Generator().manual_seed(d)
+            if sampler == 'ddpm': s = nb_12.ddpm_sample(ema, sched, a.n, generator=g, amp=amp)
+            else: s = nb_12.ddim_sample(ema, sched, a.n, k, eta, generator=g, amp=amp, power=pw)
+            es.append(score(ie, s, floor, sampler, k, time.perf_counter() - t0))
+        e = dict(mean_of_draws(es), power=pw, eta=eta)
         res['runs'] = [r for r in res['runs'] if key(r) != key(e)] + [e]
         c = f"course {e['course_ratio']:.1f}x" if e['course_ratio'] else ''
         sp = '' if pw in (None, 1.) else f' (power {pw:g})'
         sp += '' if eta in (None, 0.) else f' (eta {eta:g})'
+        sd = f" ± {e['ratio_std']:.2f} ({a.draws} draws)" if a.draws > 1 else ''
         print(f"{sampler.upper()} {k}{sp}: FID {e['fid']:.4f}, KID {e['kid']:.5f}: "
-              f"{e['ratio']:.2f}x floor ({c}), {e['sample_s']:.0f}s", flush=True)
+              f"{e['ratio']:.2f}x{sd} floor ({c}), {e['sample_s']:.0f}s a draw", flush=True)
         if (sampler == 'ddim' and k == a.curve_steps and pw == 1. and eta == 0. and not a.load
                 and a.epochs not in eval_epochs):
             res['curve'].append(dict(epoch=a.epochs, train_min=res['train_s'] / 60, **e))
@@ -268,6 +309,7 @@ def train(model, sched, a, res, out, ie, floor, x_train, x_test, eval_epochs, am
     ema = learn.ema_cb.ema
     path = nb_12.data_dir() / 'models' / f'bench_diffusion_{commit}.pt'
     nb_12.save_state(ema.state_dict(), path)
+    save_model_flags(path, a)
     print(f"EMA weights saved in {path} (score them again with --load)", flush=True)
     return as_eps(ema, sched, a.pred)
 

@@ -101,6 +101,7 @@ def test_every_config_fits_the_cpu_budget():
     (['--etas', '0,2'], 'between 0 and 1'),
     (['--etas', 'x'], 'take numbers'),
     (['--attn', '4'], 'levels run from 0 to 3'),
+    (['--draws', '0'], 'at least 1'),
     (['--attn', '2', '--heads', '3'], 'must divide the channels'),
 ])
 def test_diffusion_bench_bad_flags_exit_with_one_line(args, msg):
@@ -118,3 +119,46 @@ def test_sweep_bad_flags_exit_with_one_line(args, msg):
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'diffusion_sweep.py'), *args],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and msg in r.stderr and 'Traceback' not in r.stderr
+
+
+def _flags(**kw):
+    "The model flags `bench/diffusion.py` parses by default, with `kw` changed."
+    import argparse
+    d = dict(pred='v', nfs='16,32,64,128', n_blocks=1, attn='', heads=2, schedule='cosine')
+    return argparse.Namespace(**{**d, **kw})
+
+
+def test_saved_model_flags_are_checked_on_load(tmp_path):
+    w = tmp_path / 'bench_diffusion_x.pt'
+    assert bench.model_flags_error(w, _flags()) is None             # no record: trust the flags
+    bench.save_model_flags(w, _flags(attn='2,3'))
+    assert bench.model_flags_error(w, _flags(attn='2,3')) is None
+    assert bench.model_flags_error(w, _flags(attn='2,3', heads=4)) == (
+        f"bench/diffusion.py: --load {w} was trained with --heads 2: pass those")
+    msg = bench.model_flags_error(w, _flags(pred='eps', nfs='16,32,64'))
+    assert '--pred v --nfs 16,32,64,128 --attn 2,3' in msg
+    bench.save_model_flags(w, _flags())
+    assert bench.model_flags_error(w, _flags(heads=4)) is None      # no attention: heads unused
+    assert "--attn ''" in bench.model_flags_error(w, _flags(attn='2'))
+
+
+def test_load_with_other_flags_exits_with_one_line(tmp_path):
+    w = tmp_path / 'bench_diffusion_x.pt'
+    w.write_bytes(b'weights')                  # never read: the flags are checked first
+    bench.save_model_flags(w, _flags())
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'diffusion.py'), '--load', str(w),
+                        '--pred', 'eps'], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and 'trained with --pred v: pass those' in r.stderr
+    assert 'Traceback' not in r.stderr
+
+
+def test_mean_of_draws():
+    draws = [(1., .1, 2.), (2., .2, 4.), (3., .3, 6.)]          # (fid, kid, seconds)
+    es = [dict(sampler='ddim', steps=25, n=64, fid=f, kid=k, floor=0.5, ratio=f / 0.5,
+               sample_s=s, course_ratio=8.8) for f, k, s in draws]
+    assert bench.mean_of_draws(es[:1]) is es[0]                     # one draw: as it was
+    e = bench.mean_of_draws(es)
+    assert (e['fid'], e['fids'], e['draws'], e['steps']) == (2., [1., 2., 3.], 3, 25)
+    assert math.isclose(e['ratio'], 4.)
+    assert math.isclose(e['fid_std'], 1.) and math.isclose(e['ratio_std'], 2.)
+    assert math.isclose(e['kid'], .2) and math.isclose(e['sample_s'], 4.)
