@@ -1,5 +1,6 @@
 """The pieces `bench/diffusion.py` and `bench/diffusion_sweep.py` share (v and Min-SNR targets,
 `make_learner`), the step spacings, and both scripts' error paths."""
+import argparse
 import math
 import subprocess
 import sys
@@ -123,7 +124,6 @@ def test_sweep_bad_flags_exit_with_one_line(args, msg):
 
 def _flags(**kw):
     "The model flags `bench/diffusion.py` parses by default, with `kw` changed."
-    import argparse
     d = dict(pred='v', nfs='16,32,64,128', n_blocks=1, attn='', heads=2, schedule='cosine')
     return argparse.Namespace(**{**d, **kw})
 
