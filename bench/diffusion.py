@@ -100,6 +100,11 @@ COURSE = dict(floor=1.91, params=15.9e6, runs={('ddpm', 1000): 3.73, ('ddim', 10
                                                ('ddim', 50): 11.15, ('ddim', 25): 16.77})
 
 
+# the samplers `--samplers` can name, called as f(model, sched, n, steps, eta, generator=,
+# amp=, power=)
+SAMPLERS = dict(ddim=nb_12.ddim_sample, dpmpp=nb_12.dpmpp_sample)
+
+
 def write_json(res, path):
     "Write `res` to `path` through a temporary file: complete or not at all."
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,9 +135,10 @@ def model_flags_error(path, a):
 def score(ie, samples, floor, sampler, steps, sample_s):
     "One `runs` entry: FID, KID and the ratio to the floor, beside the course's ratio."
     fid, kid = ie.fid(samples), ie.kid(samples)
-    course = COURSE['runs'].get((sampler, steps))
+    cs = 'ddim' if sampler == 'dpmpp' else sampler     # the course scored no DPM-Solver
+    course = COURSE['runs'].get((cs, steps))
     return dict(sampler=sampler, steps=steps, n=len(samples), fid=fid, kid=kid, floor=floor,
-                ratio=fid / floor, sample_s=sample_s,
+                ratio=fid / floor, sample_s=sample_s, course_sampler=cs,
                 course_ratio=None if course is None else course / COURSE['floor'])
 
 
@@ -165,6 +171,8 @@ def main():
     p.add_argument('--no_amp', action='store_true', help='float32 throughout')
     p.add_argument('--n', type=int, default=2048, help='samples per FID')
     p.add_argument('--steps', default='100,50,25', help='DDIM step counts scored at the end')
+    p.add_argument('--samplers', default='ddim', help="scored at each of --steps: ddim, and "
+                   "dpmpp (12's DPM-Solver++(2M); its eta 1 is the SDE form)")
     p.add_argument('--powers', default='1,0.7',
                    help="DDIM step spacings scored (ddim_steps's power)")
     p.add_argument('--etas', default='0', help="DDIM's eta values scored (0 deterministic, 1 as "
@@ -187,6 +195,7 @@ def main():
         etas = [float(v) for v in a.etas.split(',') if v]
         eval_epochs = {int(v) for v in a.eval_epochs.split(',') if v}
         attn = tuple(int(v) for v in a.attn.split(',') if v)
+        samplers = [v for v in a.samplers.split(',') if v]
     except ValueError as e:
         sys.exit(f"bench/diffusion.py: --nfs, --attn, --steps, --eval_epochs, --powers and --etas "
                  f"take numbers separated by commas ({e})")
@@ -197,7 +206,10 @@ def main():
         sys.exit(f"bench/diffusion.py: --heads {a.heads} must divide the channels of every "
                  f"--attn level ({[nfs[v] for v in attn]})")
     if any(not 0 <= v <= 1 for v in etas):
-        sys.exit(f"bench/diffusion.py: --etas {a.etas}: DDIM's eta lies between 0 and 1")
+        sys.exit(f"bench/diffusion.py: --etas {a.etas}: eta lies between 0 and 1")
+    if not samplers or any(v not in SAMPLERS for v in samplers):
+        sys.exit(f"bench/diffusion.py: --samplers {a.samplers}: choose from {', '.join(SAMPLERS)}"
+                 " (DDPM: --ddpm)")
     if a.draws < 1: sys.exit(f"bench/diffusion.py: --draws {a.draws}: at least 1")
     if a.gamma is not None and not a.gamma > 0:
         sys.exit(f"bench/diffusion.py: --gamma {a.gamma}: Min-SNR's gamma must be positive")
@@ -234,18 +246,19 @@ def main():
     else: ema = train(model, sched, a, res, out, ie, floor, x_train, x_test, eval_epochs, amp,
                       device, commit)
     key = lambda r: (r['sampler'], r['steps'], r.get('power') or 1., r.get('eta') or 0.)
-    todo = [('ddim', k, pw, eta) for k in steps for pw in powers for eta in etas]
+    todo = [(sp, k, pw, eta) for sp in samplers for k in steps for pw in powers for eta in etas]
     todo += [('ddpm', sched.T, None, None)] if a.ddpm else []
     for sampler, k, pw, eta in todo:
         es = []
         for d in range(a.draws):                   # noise draw d: the generator's seed
             t0, g = time.perf_counter(), torch.Generator().manual_seed(d)
             if sampler == 'ddpm': s = nb_12.ddpm_sample(ema, sched, a.n, generator=g, amp=amp)
-            else: s = nb_12.ddim_sample(ema, sched, a.n, k, eta, generator=g, amp=amp, power=pw)
+            else: s = SAMPLERS[sampler](ema, sched, a.n, k, eta, generator=g, amp=amp, power=pw)
             es.append(score(ie, s, floor, sampler, k, time.perf_counter() - t0))
         e = dict(mean_of_draws(es), power=pw, eta=eta)
         res['runs'] = [r for r in res['runs'] if key(r) != key(e)] + [e]
-        c = f"course {e['course_ratio']:.1f}x" if e['course_ratio'] else ''
+        c = (f"course {e['course_sampler'].upper()} {e['course_ratio']:.1f}x"
+             if e['course_ratio'] else '')
         sp = '' if pw in (None, 1.) else f' (power {pw:g})'
         sp += '' if eta in (None, 0.) else f' (eta {eta:g})'
         sd = f" ± {e['ratio_std']:.2f} ({a.draws} draws)" if a.draws > 1 else ''

@@ -103,6 +103,8 @@ def test_every_config_fits_the_cpu_budget():
     (['--etas', 'x'], 'take numbers'),
     (['--attn', '4'], 'levels run from 0 to 3'),
     (['--draws', '0'], 'at least 1'),
+    (['--samplers', 'ddim,euler'], 'choose from ddim, dpmpp'),
+    (['--samplers', ','], 'choose from ddim, dpmpp'),
     (['--attn', '2', '--heads', '3'], 'must divide the channels'),
 ])
 def test_diffusion_bench_bad_flags_exit_with_one_line(args, msg):
@@ -162,3 +164,17 @@ def test_mean_of_draws():
     assert math.isclose(e['ratio'], 4.)
     assert math.isclose(e['fid_std'], 1.) and math.isclose(e['ratio_std'], 2.)
     assert math.isclose(e['kid'], .2) and math.isclose(e['sample_s'], 4.)
+
+
+def test_score_names_the_course_figure_it_sits_beside():
+    class IE:
+        "FID and KID of any samples: fixed numbers."
+        def fid(self, s): return 1.
+        def kid(self, s): return 0.01
+    x = torch.zeros(4, 1, 28, 28)
+    for sampler, steps, cs, course in [('ddim', 25, 'ddim', 16.77), ('dpmpp', 25, 'ddim', 16.77),
+                                       ('ddpm', 1000, 'ddpm', 3.73), ('dpmpp', 10, 'ddim', None)]:
+        e = bench.score(IE(), x, 0.5, sampler, steps, 1.)
+        assert (e['sampler'], e['course_sampler'], e['ratio'], e['n']) == (sampler, cs, 2., 4)
+        assert e['course_ratio'] == (None if course is None else course / 1.91)
+    assert set(bench.SAMPLERS) == {'ddim', 'dpmpp'}

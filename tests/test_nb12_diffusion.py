@@ -1,5 +1,5 @@
 """12_diffusion: the noise schedules and closed form, the U-Net, NoiseCB and EMACB, a short
-training, the cached model, and the DDPM and DDIM samplers."""
+training, the cached model, and the DDPM, DDIM and DPM-Solver++ samplers."""
 import math
 
 import pytest
@@ -30,7 +30,8 @@ def test_schedule_boundaries():
 
 def test_schedule_errors():
     with pytest.raises(ValueError, match='one of'): nb_12.make_schedule('sigmoid')
-    with pytest.raises(ValueError, match='in \\(0, 1\\)'): nb_12.NoiseSchedule(torch.tensor([.1, 1.]))
+    with pytest.raises(ValueError, match='in \\(0, 1\\)'):
+        nb_12.NoiseSchedule(torch.tensor([.1, 1.]))
     with pytest.raises(ValueError, match='beta_min'): nb_12.linear_betas(10, 0.1, 0.01)
     s = nb_12.make_schedule('linear', T=10)
     with pytest.raises(ValueError, match="don't match"):
@@ -85,7 +86,8 @@ def test_unet_shapes_at_every_level(nfs):
 def test_unet_errors():
     with pytest.raises(ValueError, match='divisible by 4'): nb_12.UNet((8, 10))
     m = nb_12.UNet((8, 16), 1)
-    with pytest.raises(ValueError, match='bs, c, h, w'): m(torch.randn(2, 784), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match='bs, c, h, w'):
+        m(torch.randn(2, 784), torch.tensor([1, 2]))
     with pytest.raises(ValueError, match='steps'): m(torch.randn(2, 1, 28, 28), torch.tensor([1]))
 
 
@@ -195,6 +197,66 @@ def test_ddim_sample_visits_the_steps_of_its_power(tiny_model):
         def forward(self, x, t): seen.append(int(t[0])); return self.m(x, t)
     nb_12.ddim_sample(Spy(), s, 2, 8, power=0.6, generator=torch.Generator().manual_seed(0))
     assert seen == nb_12.ddim_steps(100, 8, power=0.6) and seen != nb_12.ddim_steps(100, 8)
+
+
+class GaussDenoiser(torch.nn.Module):
+    "The exact noise prediction when every pixel of x0 is N(`mu`, `s`^2), independently."
+    def __init__(self, sched, mu=0.1, s=0.25):
+        super().__init__()
+        self.sched, self.mu, self.s = sched, mu, s
+        self.p = torch.nn.Parameter(torch.zeros(0))                  # the samplers' device
+    def forward(self, x, t):
+        a = self.sched.abar[t].double().view(-1, 1, 1, 1)          # (bs, 1, 1, 1)
+        x, al = x.double(), a.sqrt()
+        x0 = self.mu + al * self.s ** 2 / (a * self.s ** 2 + 1 - a) * (x - al * self.mu)  # E[x0|x]
+        return ((x - al * x0) / (1 - a).sqrt()).float()
+
+    def ode_end(self, xT):
+        "Where the probability-flow ODE takes `xT`: the same quantile of N(mu, s^2)."
+        a = float(self.sched.abar[-1])
+        return self.mu + self.s * (xT - math.sqrt(a) * self.mu) / math.sqrt(a * self.s ** 2 + 1 - a)
+
+
+@pytest.mark.parametrize('eta', [0., 1.])
+def test_dpmpp_of_order_1_is_ddim(tiny_model, eta):
+    s = nb_12.make_schedule('cosine', T=100)
+    for clip in (True, False):
+        kw = dict(eta=eta, power=0.7, clip=clip)
+        a = nb_12.ddim_sample(tiny_model, s, 3, 12, generator=torch.Generator().manual_seed(4),
+                              **kw)
+        b = nb_12.dpmpp_sample(tiny_model, s, 3, 12, order=1,
+                               generator=torch.Generator().manual_seed(4), **kw)
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    c = nb_12.dpmpp_sample(tiny_model, s, 3, 12, eta=eta, power=0.7,
+                           generator=torch.Generator().manual_seed(4))
+    assert (a - c).abs().max() > 1e-3                                # order 2 is another step
+
+
+def test_dpmpp_is_second_order_where_ddim_is_first():
+    s = nb_12.make_schedule('cosine')
+    g = GaussDenoiser(s)
+    xT = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    exact = g.ode_end(xT).clamp(-1, 1)
+    def err(f, k):
+        "RMS distance to the exact end after `k` steps of sampler `f` (power 2)."
+        x = f(g, s, 16, k, clip=False, power=2., generator=torch.Generator().manual_seed(0))
+        return float((x - exact).pow(2).mean().sqrt())
+    d1, d2 = [err(nb_12.ddim_sample, k) for k in (20, 40)], [err(nb_12.dpmpp_sample, k)
+                                                             for k in (20, 40)]
+    assert 1.6 < d1[0] / d1[1] < 2.4                               # halve the step: half the error
+    assert 3.2 < d2[0] / d2[1] < 8                                 # ... a quarter of it
+    assert d2[1] < d1[1] / 5
+
+
+def test_dpmpp_sample_errors_and_range(tiny_model):
+    s = nb_12.make_schedule('cosine', T=50)
+    with pytest.raises(ValueError, match='order is 1 or 2'): nb_12.dpmpp_sample(tiny_model, s, 2,
+                                                                                 order=3)
+    with pytest.raises(ValueError, match='0 <= eta <= 1'): nb_12.dpmpp_sample(tiny_model, s, 2,
+                                                                               eta=2.)
+    x = nb_12.dpmpp_sample(tiny_model, s, 5, 10, eta=1., bs=2,
+                           generator=torch.Generator().manual_seed(0))
+    assert x.shape == (5, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
 
 
 def test_x0_and_eps_are_consistent():
