@@ -5,6 +5,7 @@
     python bench/diffusion.py --device cuda --epochs 60 --nfs 32,64,128 --ddpm   # on a GPU
     python bench/diffusion.py --load ~/.cache/foundations/models/bench_diffusion_<commit>.pt \
         --powers 1,0.7 ...             # score saved weights (its --pred, --nfs, --attn...)
+    python bench/diffusion.py --load ... --samplers dpmpp --powers 1 --etas 1 --draws 3
 
 Trains `12_diffusion`'s `UNet` (cosine schedule, EMA of the weights, one-cycle AdamW, bfloat16
 autocast on the CPU) on the 60,000 Fashion-MNIST training images with the library's `Learner`, to
@@ -15,13 +16,15 @@ Min-SNR-5 (`diffusion_sweep.py --epochs 4`, one seed each).
 After the epochs in `--eval_epochs` it scores DDIM with `--curve_steps` steps on `--n` samples (the
 EMA weights), so the JSON holds FID against training minutes. At the end it scores DDIM at each of
 `--steps`, with each step spacing in `--powers` (`ddim_steps`: 1 even, 0.7 denser at high noise) and
-each `eta` in `--etas`, and DDPM's 1,000 steps with `--ddpm`, on `--n` samples (`--draws` noise
+each `eta` in `--etas` (`--samplers`: DDIM, and/or 12's DPM-Solver++(2M), `dpmpp`, whose eta > 0
+is its SDE form), and DDPM's 1,000 steps with `--ddpm`, on `--n` samples (`--draws` noise
 draws each: mean and spread), beside the floor: the FID of `--n` real test images (5 draws), all
 against the 60,000 training images, on `11_fid`'s classifier features. `--attn` adds 13's
 self-attention at the levels it names (with `--gamma 5`, 13 epochs: no gain here,
 `diffusion_cpu_attn_snr5.json`). Writes `bench/results/diffusion_<device>.json` (atomically,
 after every stage): `runs`, one entry per sampler with `sampler`, `steps`, `power`, `eta`, `n`,
-`fid`, `kid`, `floor`, `ratio`, `sample_s` (with `fids`, `fid_std`, `ratio_std` over `draws`);
+`fid`, `kid`, `floor`, `ratio`, `sample_s`, `course_ratio` of `course_sampler` (the course's DDIM
+for ours and for DPM++; with `fids`, `fid_std`, `ratio_std` over `draws`);
 `curve`; `params`, `train_s`; settings, machine, load before and after, git commit; and
 course22p2's `20_DDIM` figures for the same samplers. The weights are saved with their flags
 (a `.json` beside them), which `--load` checks.
@@ -172,7 +175,7 @@ def main():
     p.add_argument('--n', type=int, default=2048, help='samples per FID')
     p.add_argument('--steps', default='100,50,25', help='DDIM step counts scored at the end')
     p.add_argument('--samplers', default='ddim', help="scored at each of --steps: ddim, and "
-                   "dpmpp (12's DPM-Solver++(2M); its eta 1 is the SDE form)")
+                   "dpmpp (12's DPM-Solver++(2M); eta > 0: its SDE form)")
     p.add_argument('--powers', default='1,0.7',
                    help="DDIM step spacings scored (ddim_steps's power)")
     p.add_argument('--etas', default='0', help="DDIM's eta values scored (0 deterministic, 1 as "
@@ -205,8 +208,9 @@ def main():
     if attn and (a.heads < 1 or any(nfs[v] % a.heads for v in attn)):
         sys.exit(f"bench/diffusion.py: --heads {a.heads} must divide the channels of every "
                  f"--attn level ({[nfs[v] for v in attn]})")
-    if any(not 0 <= v <= 1 for v in etas):
-        sys.exit(f"bench/diffusion.py: --etas {a.etas}: eta lies between 0 and 1")
+    if any(not v >= 0 for v in etas) or ('ddim' in samplers and any(v > 1 for v in etas)):
+        sys.exit(f"bench/diffusion.py: --etas {a.etas}: DDIM's eta lies between 0 and 1, "
+                 "DPM++'s (--samplers dpmpp) is at least 0")
     if not samplers or any(v not in SAMPLERS for v in samplers):
         sys.exit(f"bench/diffusion.py: --samplers {a.samplers}: choose from {', '.join(SAMPLERS)}"
                  " (DDPM: --ddpm)")

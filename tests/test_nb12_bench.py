@@ -100,6 +100,7 @@ def test_every_config_fits_the_cpu_budget():
     (['--powers', 'a'], 'take numbers'),
     (['--gamma', '0'], 'must be positive'),
     (['--etas', '0,2'], 'between 0 and 1'),
+    (['--etas', '-1', '--samplers', 'dpmpp'], 'is at least 0'),
     (['--etas', 'x'], 'take numbers'),
     (['--attn', '4'], 'levels run from 0 to 3'),
     (['--draws', '0'], 'at least 1'),
