@@ -5,7 +5,7 @@
     python bench/diffusion.py --device cuda --epochs 60 --nfs 32,64,128 --ddpm   # on a GPU
     python bench/diffusion.py --load ~/.cache/foundations/models/bench_diffusion_<commit>.pt \
         --powers 1,0.7 ...             # score saved weights (its --pred, --nfs, --attn...)
-    python bench/diffusion.py --load ... --samplers dpmpp --powers 1 --etas 1 --draws 3
+    python bench/diffusion.py --load ... --samplers dpmpp --powers 1 --etas 2 --draws 3
 
 Trains `12_diffusion`'s `UNet` (cosine schedule, EMA of the weights, one-cycle AdamW, bfloat16
 autocast on the CPU) on the 60,000 Fashion-MNIST training images with the library's `Learner`, to
@@ -178,8 +178,8 @@ def main():
                    "dpmpp (12's DPM-Solver++(2M); eta > 0: its SDE form)")
     p.add_argument('--powers', default='1,0.7',
                    help="DDIM step spacings scored (ddim_steps's power)")
-    p.add_argument('--etas', default='0', help="DDIM's eta values scored (0 deterministic, 1 as "
-                   "DDPM)")
+    p.add_argument('--etas', default='0', help="eta values scored (0 deterministic; DDIM's 1 as "
+                   "DDPM, at most 1; dpmpp's any >= 0, 2 scored best here)")
     p.add_argument('--draws', type=int, default=1,
                    help='noise draws per sampler (seeds 0, 1, ...): FID mean and spread')
     p.add_argument('--ddpm', action='store_true', help="also DDPM's 1,000 steps (GPU time)")
