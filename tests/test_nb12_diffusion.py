@@ -199,24 +199,6 @@ def test_ddim_sample_visits_the_steps_of_its_power(tiny_model):
     assert seen == nb_12.ddim_steps(100, 8, power=0.6) and seen != nb_12.ddim_steps(100, 8)
 
 
-class GaussDenoiser(torch.nn.Module):
-    "The exact noise prediction when every pixel of x0 is N(`mu`, `s`^2), independently."
-    def __init__(self, sched, mu=0.1, s=0.25):
-        super().__init__()
-        self.sched, self.mu, self.s = sched, mu, s
-        self.p = torch.nn.Parameter(torch.zeros(0))                  # the samplers' device
-    def forward(self, x, t):
-        a = self.sched.abar[t].double().view(-1, 1, 1, 1)          # (bs, 1, 1, 1)
-        x, al = x.double(), a.sqrt()
-        x0 = self.mu + al * self.s ** 2 / (a * self.s ** 2 + 1 - a) * (x - al * self.mu)  # E[x0|x]
-        return ((x - al * x0) / (1 - a).sqrt()).float()
-
-    def ode_end(self, xT):
-        "Where the probability-flow ODE takes `xT`: the same quantile of N(mu, s^2)."
-        a = float(self.sched.abar[-1])
-        return self.mu + self.s * (xT - math.sqrt(a) * self.mu) / math.sqrt(a * self.s ** 2 + 1 - a)
-
-
 @pytest.mark.parametrize('eta', [0., 1.])
 def test_dpmpp_of_order_1_is_ddim(tiny_model, eta):
     s = nb_12.make_schedule('cosine', T=100)
@@ -234,7 +216,7 @@ def test_dpmpp_of_order_1_is_ddim(tiny_model, eta):
 
 def test_dpmpp_is_second_order_where_ddim_is_first():
     s = nb_12.make_schedule('cosine')
-    g = GaussDenoiser(s)
+    g = nb_12.GaussDenoiser(s)
     xT = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     exact = g.ode_end(xT).clamp(-1, 1)
     def err(f, k):
