@@ -43,7 +43,7 @@ print(json.dumps([refs, _gloo_threads()]))
 
 
 def one_rank(how):
-    "References to a destroyed one-rank group, and gloo threads, after an optimizer was built in it."
+    "References to a destroyed one-rank group, and its gloo threads, after it built an optimizer."
     env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
     res = subprocess.run([sys.executable, '-c', ONE_RANK, how], env=env, capture_output=True,
                          text=True, timeout=300)
