@@ -7,10 +7,8 @@ during Python's exit. `cleanup_distributed` must leave no reference to the group
 Slow (each launch starts two Pythons that import torch: seconds each, minutes in all); run it alone:
 `python -m pytest -q tests/test_nb09_stress.py`.
 """
-import json
 import multiprocessing
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -24,31 +22,9 @@ WATCHDOG_S = 1800  # seconds before a hung test ends pytest (conftest's `watchdo
 N_LAUNCHES = 40
 
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-ONE_RANK = """
-import json, sys, torch, torch.distributed as dist
-from exp.nb_09 import _gloo_threads, free_port, init_distributed
-port = free_port()
-if sys.argv[1] == 'torch':
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0, world_size=1)
-else: init_distributed(rank=0, world_size=1, addr='127.0.0.1', port=port)
-pg = dist.group.WORLD
-opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)   # imports torch._dynamo
-dist.destroy_process_group()
-mine = object()
-refs = sys.getrefcount(pg) - sys.getrefcount(mine)
-del pg
-print(json.dumps([refs, _gloo_threads()]))
-"""
-
-
 def one_rank(how):
     "References to a destroyed one-rank group, and its gloo threads, after it built an optimizer."
-    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
-    res = subprocess.run([sys.executable, '-c', ONE_RANK, how], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return nb_09.left_behind_in_a_fresh_python(how)
 
 
 def test_init_distributed_lets_destroy_free_the_group():
@@ -62,6 +38,10 @@ def test_torch_alone_still_pins_the_group():
     assert refs > 0, ("torch no longer keeps a destroyed group alive when torch.optim imports "
                       "torch._dynamo after init: nb_09's _pins_default_group may be unneeded")
     if threads is not None: assert threads, threads
+
+
+def test_fresh_python_names_a_bad_how():
+    with pytest.raises(ValueError, match="got 'mine'"): nb_09.left_behind_in_a_fresh_python('mine')
 
 
 def data(n=256, seed=1):
